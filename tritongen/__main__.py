@@ -1,0 +1,3 @@
+from tritongen.cli import main
+
+main()

@@ -1,0 +1,259 @@
+"""Telling checkpoint kinds apart without running pickle code, and loading each kind safely."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import importlib
+import json
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tritongen.errors import TritongenError
+
+STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
+
+
+class CheckpointKind(str, enum.Enum):
+    TORCHSCRIPT = "torchscript"
+    EXPORTED_PROGRAM = "pt2"  # torch.export.save
+    TORCH_SAVE = "torch.save"  # a state_dict, a dict holding one, or a full pickled module
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A ready-to-run module and what we learnt about it from the file."""
+
+    module: Any  # torch.nn.Module (or the module of an ExportedProgram)
+    kind: CheckpointKind
+    path: Path
+    sha256: str
+    exported_program: Any = None  # torch.export.ExportedProgram for .pt2
+    how: str = ""  # a short phrase for the summary: "state_dict into mypkg.Net"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def kind_of_checkpoint(path: Path) -> CheckpointKind:
+    """Tell the checkpoint kind by its zip member names; no pickle code runs."""
+    if not path.exists():
+        raise TritongenError(f"checkpoint '{path}' does not exist", "check the path")
+    if not path.is_file():
+        raise TritongenError(f"checkpoint '{path}' is not a file", "pass the checkpoint file, not a directory")
+    try:
+        with path.open("rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise TritongenError(f"cannot read checkpoint '{path}': {exc.strerror}", "check the file's permissions") from exc
+    if not zipfile.is_zipfile(path):
+        raise TritongenError(
+            f"'{path}' is not a PyTorch checkpoint (not a zip archive as torch.save, torch.jit.save and "
+            "torch.export.save write)",
+            "pass a file written by torch.save (state_dict), torch.jit.save or torch.export.save",
+        )
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        for name in names:
+            if name.endswith("archive_format") and zf.read(name).strip() == b"pt2":
+                return CheckpointKind.EXPORTED_PROGRAM
+    if any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names):
+        return CheckpointKind.TORCHSCRIPT
+    if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
+        return CheckpointKind.TORCH_SAVE
+    raise TritongenError(
+        f"'{path}' is a zip archive but not a PyTorch checkpoint (no data.pkl, TorchScript code or pt2 archive)",
+        "pass a file written by torch.save, torch.jit.save or torch.export.save",
+    )
+
+
+def import_model_class(spec: str, pythonpath: tuple[Path, ...] = ()) -> type:
+    """Import `package.module:ClassName`, with the user's code directories on sys.path."""
+    if ":" not in spec:
+        raise TritongenError(f"--model-class '{spec}' is not MODULE:CLASS", "e.g. --model-class mypkg.models:ResNet")
+    module_name, _, class_name = spec.partition(":")
+    # The current directory too, as `python -m` would: users run tritongen from their project's root.
+    for p in [*reversed(pythonpath), Path.cwd()] if Path.cwd() not in pythonpath else reversed(pythonpath):
+        if str(Path(p).resolve()) not in sys.path:
+            sys.path.insert(0 if p != Path.cwd() else len(sys.path), str(Path(p).resolve()))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise TritongenError(
+            f"cannot import module '{module_name}' for --model-class: {exc}",
+            "pass --pythonpath DIR with the directory that holds your model code",
+        ) from exc
+    except Exception as exc:  # the user's module raised while importing
+        raise TritongenError(f"importing '{module_name}' failed: {type(exc).__name__}: {exc}",
+                             "fix the error in your model code") from exc
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise TritongenError(f"module '{module_name}' has no class '{class_name}'",
+                             f"check the class name in --model-class {spec}")
+    return cls
+
+
+def parse_model_kwargs(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TritongenError(f"--model-kwargs is not valid JSON ({exc.msg} at char {exc.pos})",
+                             "e.g. --model-kwargs '{\"num_classes\": 10}'") from exc
+    if not isinstance(value, dict):
+        raise TritongenError("--model-kwargs must be a JSON object", "e.g. --model-kwargs '{\"num_classes\": 10}'")
+    return value
+
+
+def load_checkpoint(
+    path: Path,
+    *,
+    model_class: str | None = None,
+    model_kwargs: str | None = None,
+    pythonpath: tuple[Path, ...] = (),
+    trust: bool = False,
+) -> LoadedCheckpoint:
+    """Load any supported checkpoint kind on the CPU, in eval mode."""
+    import torch
+
+    path = Path(path)
+    kind = kind_of_checkpoint(path)
+    digest = sha256_of(path)
+    if kind is CheckpointKind.TORCHSCRIPT:
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:
+            raise TritongenError(f"cannot load TorchScript file '{path}': {_first_line(exc)}",
+                                 "re-save it with torch.jit.save from the same PyTorch major version") from exc
+        module.eval()
+        return LoadedCheckpoint(module, kind, path, digest, how="TorchScript module")
+    if kind is CheckpointKind.EXPORTED_PROGRAM:
+        try:
+            ep = torch.export.load(str(path))
+        except Exception as exc:
+            raise TritongenError(f"cannot load exported program '{path}': {_first_line(exc)}",
+                                 "re-save it with torch.export.save from PyTorch 2.13") from exc
+        return LoadedCheckpoint(ep.module(), kind, path, digest, exported_program=ep, how="torch.export program")
+
+    obj = _torch_load(path, trust)
+    if isinstance(obj, torch.nn.Module):
+        obj.eval()
+        return LoadedCheckpoint(obj, kind, path, digest, how=f"full pickled {type(obj).__name__} (trusted)")
+    state_dict = _find_state_dict(obj)
+    if state_dict is None:
+        raise TritongenError(
+            f"'{path}' holds a {type(obj).__name__}, neither a module nor a state_dict "
+            f"(keys: {', '.join(map(str, list(obj)[:6])) if isinstance(obj, dict) else 'n/a'})",
+            "save model.state_dict() or the module itself",
+        )
+    if not model_class:
+        raise TritongenError(
+            f"'{path}' is a state_dict ({len(state_dict)} tensors), which holds weights but not the model's code",
+            "pass --model-class MODULE:CLASS (and --pythonpath DIR if the code is not installed)",
+        )
+    cls = import_model_class(model_class, pythonpath)
+    kwargs = parse_model_kwargs(model_kwargs)
+    try:
+        module = cls(**kwargs)
+    except Exception as exc:
+        raise TritongenError(f"constructing {model_class}(**{kwargs}) failed: {type(exc).__name__}: {exc}",
+                             "pass the constructor arguments with --model-kwargs JSON") from exc
+    _load_state_dict_strict(module, _strip_prefix(state_dict), model_class)
+    module.eval()
+    return LoadedCheckpoint(module, kind, path, digest, how=f"state_dict into {model_class}")
+
+
+def _torch_load(path: Path, trust: bool) -> Any:
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not trust:
+            try:
+                imports = sorted(set(torch.serialization.get_unsafe_globals_in_checkpoint(str(path))))
+            except Exception:  # listing is best effort; the refusal stands either way
+                imports = []
+            shown = ", ".join(imports[:6]) + (f" and {len(imports) - 6} more" if len(imports) > 6 else "")
+            raise TritongenError(
+                f"'{path}' is a full pickle that would import {shown or 'arbitrary code'} when loaded, "
+                "and loading a pickle can run any code",
+                "if you trust this file pass --trust-checkpoint, or save model.state_dict() and pass --model-class",
+            ) from exc
+    except Exception as exc:
+        raise TritongenError(f"cannot load '{path}': {_first_line(exc)}", "check that the file is not truncated") from exc
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=False)
+    except (ImportError, AttributeError) as exc:
+        raise TritongenError(f"the pickled model in '{path}' needs code that cannot be imported: {exc}",
+                             "pass --pythonpath DIR with the directory that holds the model's code") from exc
+    except Exception as exc:
+        raise TritongenError(f"cannot load '{path}': {_first_line(exc)}", "check that the file is not truncated") from exc
+
+
+def _is_tensor_dict(obj: Any) -> bool:
+    import torch
+
+    # An empty OrderedDict is the state_dict of a model without weights.
+    return isinstance(obj, dict) and (bool(obj) or type(obj).__name__ == "OrderedDict") and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def _find_state_dict(obj: Any) -> dict[str, Any] | None:
+    if _is_tensor_dict(obj):
+        return obj
+    if isinstance(obj, dict):
+        for key in STATE_DICT_KEYS:
+            if _is_tensor_dict(obj.get(key)):
+                return obj[key]
+    return None
+
+
+def _strip_prefix(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """Drop the `module.` prefix DataParallel / DistributedDataParallel add to every key."""
+    for prefix in ("module.", "_orig_mod."):  # _orig_mod: torch.compile'd models
+        if state_dict and all(k.startswith(prefix) for k in state_dict):
+            state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
+    return state_dict
+
+
+def _load_state_dict_strict(module: Any, state_dict: dict[str, Any], model_class: str) -> None:
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong_shape = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {', '.join(missing[:3])}" + (f" (+{len(missing) - 3})" if len(missing) > 3 else ""))
+    if unexpected:
+        problems.append(f"unexpected {', '.join(unexpected[:3])}"
+                        + (f" (+{len(unexpected) - 3})" if len(unexpected) > 3 else ""))
+    if wrong_shape:
+        problems.append(f"shape checkpoint vs class: {'; '.join(wrong_shape[:3])}"
+                        + (f" (+{len(wrong_shape) - 3})" if len(wrong_shape) > 3 else ""))
+    if problems:
+        raise TritongenError(
+            f"the state_dict does not match {model_class}: {' | '.join(problems)}",
+            "check --model-class and --model-kwargs (layer sizes) match the model that was trained",
+        )
+    module.load_state_dict(state_dict, strict=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"

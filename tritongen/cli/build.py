@@ -1,0 +1,90 @@
+"""`tritongen build`: argument handling and printing around tritongen.build.build_model."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from tritongen.cli import main
+from tritongen.cli.common import common_options, emit_json, progress, stderr_console, stdout_console
+
+
+@main.command("build")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--name", help="Model name in the repository (default: the checkpoint's file name).")
+@click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE:DTYPE",
+              help="An input, per item (no batch axis): image:3x224x224:fp32, tokens:seq:int64, x:3xHxW:fp32. "
+                   "The same axis word on two inputs is one axis. Integer inputs take a value range: tokens:seq:int64:0-999.")
+@click.option("--output", "outputs", multiple=True, metavar="NAME", help="Output names, in order.")
+@click.option("--axis-length", "axis_lengths", multiple=True, metavar="AXIS=SHORT,LONG",
+              help="Lengths a dynamic axis is exported and checked at (default 8,16; batch is set by --max-batch-size).")
+@click.option("--model-class", metavar="MODULE:CLASS", help="The model's class, for state_dict checkpoints.")
+@click.option("--model-kwargs", metavar="JSON", help="Constructor arguments for --model-class, as a JSON object.")
+@click.option("--pythonpath", multiple=True, type=click.Path(path_type=Path), help="Directory with the model's code.")
+@click.option("--trust-checkpoint", is_flag=True,
+              help="Allow loading a full pickled model. Pickles can run arbitrary code: only for files you trust.")
+@click.option("--format", "formats", multiple=True, type=click.Choice(["onnx", "python"]), default=("onnx",),
+              show_default=True, help="Formats to write; the first gets NAME, others NAME_<format>.")
+@click.option("--max-batch-size", type=click.IntRange(min=0), default=32, show_default=True,
+              help="Largest batch Triton forms; 0 means the model does not batch.")
+@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True, help="Model instances.")
+@click.option("--kind", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True,
+              help="Instance kind (auto: GPU where the server has one).")
+@click.option("--max-queue-delay-us", type=click.IntRange(min=0), default=100, show_default=True,
+              help="How long the dynamic batcher waits to fill a batch.")
+@click.option("--preferred-batch-size", "preferred", multiple=True, type=int, help="Preferred batch sizes.")
+@click.option("--opset", type=int, help="ONNX opset (default: the exporter's).")
+@click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
+@click.option("--atol", type=float, default=1e-4, show_default=True, help="Absolute tolerance for parity.")
+@click.option("--rtol", type=float, default=1e-3, show_default=True, help="Relative tolerance for parity.")
+@click.option("--repository", type=click.Path(path_type=Path), default=Path("model_repository"), show_default=True)
+@click.option("--version", "version", type=int, help="Version to write (default: the next free one).")
+@click.option("--force", is_flag=True, help="Replace an existing --version.")
+@click.option("--no-deploy", is_flag=True, help="Do not write deploy/ next to the repository.")
+@common_options
+def build_command(checkpoint: Path, name: str | None, inputs: tuple[str, ...], outputs: tuple[str, ...],
+                  axis_lengths: tuple[str, ...], model_class: str | None, model_kwargs: str | None,
+                  pythonpath: tuple[Path, ...], trust_checkpoint: bool, formats: tuple[str, ...], max_batch_size: int,
+                  instances: int, kind: str, max_queue_delay_us: int, preferred: tuple[int, ...], opset: int | None,
+                  no_simplify: bool, atol: float, rtol: float, repository: Path, version: int | None, force: bool,
+                  no_deploy: bool, as_json: bool) -> None:
+    """Export CHECKPOINT to a verified, versioned Triton model repository."""
+    from tritongen.build import BuildOptions, build_model
+
+    options = BuildOptions(
+        checkpoint=checkpoint, name=name, inputs=inputs, outputs=outputs, axis_lengths=axis_lengths,
+        model_class=model_class, model_kwargs=model_kwargs, pythonpath=pythonpath, trust_checkpoint=trust_checkpoint,
+        max_batch_size=max_batch_size, instances=instances, kind=kind, max_queue_delay_us=max_queue_delay_us,
+        preferred_batch_sizes=preferred, formats=formats, opset=opset, simplify=not no_simplify, atol=atol, rtol=rtol,
+        repository=repository, version=version, force=force, deploy=not no_deploy,
+        command=shlex.join(["tritongen", *sys.argv[1:]]))
+    err = stderr_console()
+    result = build_model(options, step=lambda desc: progress(desc), warn=lambda m: err.print(f"[yellow]warning:[/] {m}",
+                                                                                              highlight=False))
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    out = stdout_console()
+    spec = result.spec
+    out.print(f"[bold green]Built[/] {result.model} v{result.version} in {result.seconds['total']:.1f}s "
+              f"({result.exporter} exporter, opset {result.opset}; {result.simplification})", highlight=False)
+    out.print("  inputs:  " + ", ".join(t.describe() for t in spec.inputs), highlight=False)
+    out.print("  outputs: " + ", ".join(t.describe() for t in spec.outputs), highlight=False)
+    out.print(f"  batching: max_batch_size {spec.max_batch_size}" + (" (dynamic batching on)" if spec.batched else ""),
+              highlight=False)
+    for a in result.artifacts:
+        out.print(f"  [bold]{a.format}[/]: {a.path}  (config {a.config})", highlight=False)
+        for o in a.parity.outputs:
+            mark = "[green]✓[/]" if o.passed else "[red]✗[/]"
+            out.print(f"    {mark} parity {o.name}: max abs err {o.max_abs_err:.2e}, max rel err {o.max_rel_err:.2e}",
+                      highlight=False)
+    out.print(f"  checked on {len(result.artifacts[0].parity.cases)} random input sets "
+              f"(atol {result.artifacts[0].parity.atol:g}, rtol {result.artifacts[0].parity.rtol:g})", highlight=False)
+    if result.deploy_files:
+        out.print(f"  deploy files: {result.deploy_files[0].parent}", highlight=False)
+    if result.warnings:
+        out.print(f"  [yellow]{len(result.warnings)} warning(s)[/] (shown above)", highlight=False)
+    out.print(f"Next: tritongen validate {result.repository}", highlight=False)

@@ -1,0 +1,209 @@
+"""Model configuration: the intent, rendering through templates/config.pbtxt.j2, and validation."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from tritongen import __version__
+from tritongen.errors import TritongenError
+from tritongen.spec import ModelSpec, TensorSpec, dtype_from_onnx
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+KINDS = {"auto": "KIND_AUTO", "cpu": "KIND_CPU", "gpu": "KIND_GPU"}
+PLATFORMS = {"onnx": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
+BACKENDS = {"python": "python"}
+_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What we want Triton to serve; `render_config` turns it into config.pbtxt text."""
+
+    name: str
+    spec: ModelSpec
+    format: str = "onnx"  # onnx | python | tensorrt
+    instance_count: int = 1
+    kind: str = "auto"  # auto | cpu | gpu
+    max_queue_delay_us: int = 100
+    preferred_batch_sizes: tuple[int, ...] = ()
+    warmup: bool = True
+    parameters: dict[str, str] = field(default_factory=dict)
+    source: str = "a PyTorch checkpoint"
+
+
+def check_model_name(name: str) -> str:
+    if not _MODEL_NAME_RE.match(name) or name in (".", ".."):
+        raise TritongenError(
+            f"invalid model name '{name}': Triton model names are used as directory names and URL parts",
+            "use letters, digits, '_', '-' and '.', starting with a letter, digit or '_' (e.g. --name resnet18)")
+    return name
+
+
+def model_name_from_path(path: Path) -> str:
+    """A valid model name from a file name: `My Model (v2).pt` -> `My_Model_v2`."""
+    name = re.sub(r"[^A-Za-z0-9_.\-]+", "_", path.stem).strip("_.-")
+    return name or "model"
+
+
+def check_intent(cfg: ModelConfig) -> None:
+    """User-level mistakes in the batching options, reported before anything is exported."""
+    mbs = cfg.spec.max_batch_size
+    if mbs < 0:
+        raise TritongenError(f"--max-batch-size {mbs} is negative", "use 0 (no batching) or a positive number")
+    if cfg.instance_count < 1:
+        raise TritongenError(f"--instances {cfg.instance_count} must be at least 1", "e.g. --instances 2")
+    if cfg.kind not in KINDS:
+        raise TritongenError(f"--kind {cfg.kind} is not one of {', '.join(KINDS)}", "use --kind auto, cpu or gpu")
+    bad = [b for b in cfg.preferred_batch_sizes if b < 1 or b > mbs]
+    if bad:
+        raise TritongenError(f"--preferred-batch-size {bad[0]} is outside 1..max batch size {mbs}",
+                             "give preferred sizes no larger than --max-batch-size")
+    if cfg.preferred_batch_sizes and mbs == 0:
+        raise TritongenError("--preferred-batch-size needs batching, but --max-batch-size is 0",
+                             "drop --preferred-batch-size or set --max-batch-size")
+    if cfg.max_queue_delay_us < 0:
+        raise TritongenError(f"--max-queue-delay-us {cfg.max_queue_delay_us} is negative", "use 0 or more")
+    if cfg.format == "tensorrt" and cfg.kind == "cpu":
+        raise TritongenError("TensorRT plans run only on GPUs, but --kind cpu was given", "use --kind gpu or auto")
+
+
+def _tensor_ctx(t: TensorSpec) -> dict[str, Any]:
+    named = [d for d in t.shape if isinstance(d, str)]
+    comment = "dynamic: " + ", ".join(dict.fromkeys(named)) if named else ""
+    return {"name": t.name, "data_type": t.dtype.triton, "dims": t.triton_dims or [1], "comment": comment,
+            "scalar": not t.shape}
+
+
+def render_config(cfg: ModelConfig) -> str:
+    """config.pbtxt text for the intent; undefined template variables are errors."""
+    check_intent(cfg)
+    spec = cfg.spec
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+    warmup = []
+    for t in spec.inputs:
+        dims = [d if isinstance(d, int) else spec.lengths(d)[0] for d in t.shape] or [1]
+        # Integers get zeros: random ints could be out of range for an embedding and fail the load.
+        warmup.append({"name": t.name, "data_type": t.dtype.triton, "dims": dims,
+                       "data": "random_data" if t.dtype.is_float else "zero_data"})
+    kind = "KIND_GPU" if cfg.format == "tensorrt" else KINDS[cfg.kind]
+    ctx = {
+        "tritongen_version": __version__,
+        "source": cfg.source,
+        "name": cfg.name,
+        "backend": BACKENDS.get(cfg.format, ""),
+        "platform": PLATFORMS.get(cfg.format, ""),
+        "max_batch_size": spec.max_batch_size,
+        "inputs": [_tensor_ctx(t) for t in spec.inputs],
+        "outputs": [_tensor_ctx(t) for t in spec.outputs],
+        "instance_count": cfg.instance_count,
+        "instance_kind": kind,
+        "dynamic_batching": spec.batched,
+        "preferred_batch_sizes": list(cfg.preferred_batch_sizes),
+        "max_queue_delay_us": cfg.max_queue_delay_us,
+        "warmup": warmup if cfg.warmup else [],
+        "warmup_batch_size": 1 if spec.batched else 0,
+        "parameters": cfg.parameters,
+    }
+    if not ctx["backend"] and not ctx["platform"]:
+        raise TritongenError(f"unknown format '{cfg.format}'", "use --format onnx or python")
+    try:
+        return env.get_template("config.pbtxt.j2").render(**ctx)
+    except jinja2.UndefinedError as exc:  # a bug in the template, not a user error
+        raise TritongenError(f"internal error rendering config.pbtxt: {exc}",
+                             "please report this with the command line") from exc
+
+
+def parse_config(text: str) -> Any:
+    """Parse config.pbtxt text with Triton's own schema; an error names the offending line."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    proto = model_config_pb2.ModelConfig()
+    try:
+        text_format.Parse(text, proto)
+    except text_format.ParseError as exc:
+        lines = text.splitlines()
+        m = re.match(r"(\d+):(\d+)", str(exc))
+        where = ""
+        if m and 0 < int(m.group(1)) <= len(lines):
+            where = f" at line {m.group(1)}: `{lines[int(m.group(1)) - 1].strip()}`"
+        raise TritongenError(f"config.pbtxt does not match Triton's schema{where} ({exc})",
+                             "fix that line (field names are in model_config.proto)") from exc
+    return proto
+
+
+def read_config(path: Path) -> Any:
+    return parse_config(path.read_text())
+
+
+def check_config_against_onnx(proto: Any, onnx_path: Path) -> None:
+    """Names, dtypes, ranks and the batch axis of the config match the ONNX graph (the common load failures)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    initializers = {i.name for i in model.graph.initializer}
+    graph = {
+        "input": {i.name: i for i in model.graph.input if i.name not in initializers},
+        "output": {o.name: o for o in model.graph.output},
+    }
+    batched = proto.max_batch_size > 0
+    problems: list[str] = []
+    for kind, entries in (("input", proto.input), ("output", proto.output)):
+        seen = set()
+        for entry in entries:
+            seen.add(entry.name)
+            value = graph[kind].get(entry.name)
+            if value is None:
+                problems.append(f"{kind} '{entry.name}' is in the config but not in the ONNX graph "
+                                f"(graph has {', '.join(graph[kind]) or 'none'})")
+                continue
+            tensor_type = value.type.tensor_type
+            onnx_dtype = dtype_from_onnx(tensor_type.elem_type)
+            from tritonclient.grpc import model_config_pb2
+
+            cfg_dtype = model_config_pb2.DataType.Name(entry.data_type)
+            if onnx_dtype.triton != cfg_dtype:
+                problems.append(f"{kind} '{entry.name}' is {cfg_dtype} in the config but {onnx_dtype.triton} in the graph")
+            if not tensor_type.HasField("shape"):
+                continue  # unknown rank (some outputs): nothing more to compare
+            dims = list(tensor_type.shape.dim)
+            cfg_dims = list(entry.dims)
+            if batched:
+                if not dims:
+                    problems.append(f"{kind} '{entry.name}' is a scalar in the graph but the config batches it")
+                    continue
+                batch_dim, dims = dims[0], dims[1:]
+                if batch_dim.HasField("dim_value"):
+                    problems.append(f"{kind} '{entry.name}' has a fixed first axis ({batch_dim.dim_value}) in the graph "
+                                    f"but max_batch_size is {proto.max_batch_size}")
+            if cfg_dims == [1] and not dims:
+                continue  # Triton's way of writing a per-item scalar
+            if len(dims) != len(cfg_dims):
+                problems.append(f"{kind} '{entry.name}' has {len(cfg_dims)} dims in the config but {len(dims)} in the graph"
+                                + (" (without the batch axis)" if batched else ""))
+                continue
+            for i, (c, d) in enumerate(zip(cfg_dims, dims, strict=True)):
+                if d.HasField("dim_value") and c != d.dim_value:
+                    problems.append(f"{kind} '{entry.name}' dim {i} is {c} in the config but {d.dim_value} in the graph")
+                elif not d.HasField("dim_value") and c != -1 and kind == "input":
+                    problems.append(f"{kind} '{entry.name}' dim {i} is {c} in the config but dynamic in the graph")
+        missing = [n for n in graph[kind] if n not in seen]
+        if missing:
+            problems.append(f"graph {kind}s {', '.join(missing)} are missing from the config")
+    if proto.HasField("dynamic_batching"):
+        too_big = [b for b in proto.dynamic_batching.preferred_batch_size if b > proto.max_batch_size]
+        if too_big:
+            problems.append(f"preferred batch size {too_big[0]} > max_batch_size {proto.max_batch_size}")
+        if not batched:
+            problems.append("dynamic_batching is set but max_batch_size is 0")
+    if problems:
+        raise TritongenError(f"config.pbtxt does not match the ONNX model: {problems[0]}"
+                             + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""),
+                             "this is a tritongen bug if you did not edit the files; please report it",
+                             details="\n".join(problems) if len(problems) > 1 else None)

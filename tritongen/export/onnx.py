@@ -1,0 +1,420 @@
+"""PyTorch module to ONNX file with named dynamic axes, checked after export, then simplified."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import re
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tritongen.errors import TritongenError
+from tritongen.spec import BATCH_AXIS, ModelSpec, TensorSpec, dtype_from_onnx, random_inputs
+
+# Models above this many bytes of weights are exported with external data (ONNX protobufs stop at 2 GiB).
+EXTERNAL_DATA_THRESHOLD = 1_500_000_000
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    """What `onnx_from_module` wrote and how."""
+
+    path: Path
+    exporter: str  # "dynamo" or "legacy (torch.jit.trace)"
+    opset: int
+    files: tuple[Path, ...]  # model.onnx and its external data file, if any
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+def example_lengths(spec: ModelSpec, which: int = 0) -> dict[str, int]:
+    return {axis: spec.lengths(axis)[which] for axis in spec.dynamic_axes}
+
+
+def example_batch(spec: ModelSpec) -> int | None:
+    """Batch of the example inputs: at least 2, since a batch of 1 can silently freeze the batch axis."""
+    return 2 if spec.batched else None
+
+
+def torch_args(feeds: dict[str, np.ndarray], spec: ModelSpec) -> tuple[Any, ...]:
+    import torch
+
+    return tuple(torch.from_numpy(np.ascontiguousarray(feeds[t.name])) for t in spec.inputs)
+
+
+def onnx_from_module(
+    module: Any,
+    spec: ModelSpec,
+    path: Path,
+    *,
+    opset: int | None = None,
+    exported_program: Any = None,
+    force_legacy: bool = False,
+    on_warning: Callable[[str], None] | None = None,
+) -> OnnxExport:
+    """Export `module` to `path`, trying the dynamo exporter first and the legacy one when it fails."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    feeds = random_inputs(spec, example_batch(spec), example_lengths(spec), np.random.default_rng(0))
+    args = torch_args(feeds, spec)
+    notes: list[str] = []
+    is_script = isinstance(module, torch.jit.ScriptModule)
+    big = _weight_bytes(module) > EXTERNAL_DATA_THRESHOLD
+    dynamo_error: str | None = None
+    exporter = ""
+    if not (is_script or force_legacy):
+        try:
+            _export_dynamo(exported_program if exported_program is not None else module, args, spec, path, opset, big)
+            exporter = "dynamo"
+        except TritongenError:
+            raise
+        except Exception as exc:  # the dynamo exporter fails in many ways; the legacy one may still work
+            dynamo_error = _summarise_export_error(exc)
+            _remove_outputs(path)
+            if exported_program is not None:
+                raise TritongenError(f"the ONNX exporter failed on this exported program: {dynamo_error}",
+                                     "re-export the program with torch.export, or save a state_dict instead") from exc
+            notes.append(f"the dynamo exporter failed ({dynamo_error}); used the legacy exporter instead")
+    if not exporter:
+        try:
+            _export_legacy(module, args, spec, path, opset)
+        except Exception as exc:
+            _remove_outputs(path)
+            detail = _summarise_export_error(exc)
+            if dynamo_error and dynamo_error != detail:
+                # Both failed: the message that names an operator is the useful one.
+                named = [d for d in (dynamo_error, detail) if d.startswith("operator ")]
+                detail = named[0] if named else f"dynamo exporter: {dynamo_error}; legacy exporter: {detail}"
+            raise TritongenError(f"ONNX export failed: {detail}",
+                                 _export_hint(detail)) from exc
+        exporter = "legacy (torch.jit.trace)" if not is_script else "legacy (TorchScript)"
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    rename_graph_axes(model, spec)
+    check_dynamic_axes(model, spec)
+    files = [path]
+    data_file = path.with_name(path.name + ".data")
+    if data_file.exists():
+        files.append(data_file)
+    onnx.save_model(model, str(path))  # rewrites only the graph proto; external data stays where it is
+    opset_used = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset is not None and opset_used != opset:
+        notes.append(f"asked for opset {opset}, the exporter wrote opset {opset_used}")
+    for note in notes:
+        if on_warning:
+            on_warning(note)
+    return OnnxExport(path, exporter, opset_used, tuple(files), tuple(notes))
+
+
+def _export_dynamo(model: Any, args: tuple[Any, ...], spec: ModelSpec, path: Path, opset: int | None, big: bool) -> None:
+    import torch
+
+    dims: dict[str, Any] = {}
+
+    def dim(axis: str) -> Any:
+        if axis not in dims:
+            upper = spec.max_batch_size if axis == BATCH_AXIS and spec.max_batch_size > 2 else None
+            dims[axis] = torch.export.Dim(axis, min=1, max=upper) if upper else torch.export.Dim(axis, min=1)
+        return dims[axis]
+
+    dynamic_shapes = []
+    for t in spec.inputs:
+        axes: dict[int, Any] = {}
+        offset = 1 if spec.batched else 0
+        if spec.batched:
+            axes[0] = dim(BATCH_AXIS)
+        for i, d in enumerate(t.shape):
+            if isinstance(d, str):
+                axes[i + offset] = dim(d)
+        dynamic_shapes.append(axes or None)
+    is_program = isinstance(model, torch.export.ExportedProgram)
+    with _quiet(), torch.no_grad():
+        torch.onnx.export(
+            model,
+            args,
+            str(path),
+            dynamo=True,
+            input_names=[t.name for t in spec.inputs],
+            output_names=[t.name for t in spec.outputs] or None,
+            opset_version=opset,
+            dynamic_shapes=None if is_program else tuple(dynamic_shapes),
+            external_data=big,
+            optimize=True,
+        )
+
+
+def _export_legacy(module: Any, args: tuple[Any, ...], spec: ModelSpec, path: Path, opset: int | None) -> None:
+    import torch
+
+    dynamic_axes: dict[str, dict[int, str]] = {}
+    offset = 1 if spec.batched else 0
+    for t in spec.inputs:
+        axes = {0: BATCH_AXIS} if spec.batched else {}
+        axes.update({i + offset: d for i, d in enumerate(t.shape) if isinstance(d, str)})
+        if axes:
+            dynamic_axes[t.name] = axes
+    for t in spec.outputs:
+        axes = {0: BATCH_AXIS} if spec.batched else {}
+        axes.update({i + offset: f"{t.name}_dim{i + 1}" for i, d in enumerate(t.shape) if d == -1 or isinstance(d, str)})
+        if axes:
+            dynamic_axes[t.name] = axes
+    # No torch.no_grad() here: the legacy exporter fails on TransformerEncoder's fast path under no_grad.
+    with _quiet():
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            dynamo=False,
+            input_names=[t.name for t in spec.inputs],
+            output_names=[t.name for t in spec.outputs],
+            opset_version=min(opset or 18, 18),  # the legacy exporter stops at opset 18
+            dynamic_axes=dynamic_axes,
+            do_constant_folding=True,
+        )
+
+
+def rename_graph_axes(model: Any, spec: ModelSpec) -> None:
+    """Give every symbolic dim of the inputs our axis name (dynamo writes `s77`), and the same symbol elsewhere."""
+    mapping: dict[str, str] = {}
+    offset = 1 if spec.batched else 0
+    graph_inputs = {i.name: i for i in model.graph.input}
+    for t in spec.inputs:
+        value = graph_inputs.get(t.name)
+        if value is None:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        wanted = ([BATCH_AXIS] if spec.batched else []) + [d if isinstance(d, str) else None for d in t.shape]
+        for i, d in enumerate(dims):
+            if i < len(wanted) and wanted[i] and d.HasField("dim_param") and d.dim_param != wanted[i]:
+                mapping.setdefault(d.dim_param, wanted[i])
+    del offset
+    if not mapping:
+        return
+    for value in list(model.graph.input) + list(model.graph.output) + list(model.graph.value_info):
+        for d in value.type.tensor_type.shape.dim:
+            if d.HasField("dim_param") and d.dim_param in mapping:
+                d.dim_param = mapping[d.dim_param]
+
+
+def check_dynamic_axes(model: Any, spec: ModelSpec) -> None:
+    """Every axis that should be dynamic is symbolic in the graph: a frozen axis is an error, never a shipped model."""
+    graph_inputs = {i.name: i for i in model.graph.input}
+    initializers = {i.name for i in model.graph.initializer}
+    missing = [t.name for t in spec.inputs if t.name not in graph_inputs]
+    if missing:
+        present = [n for n in graph_inputs if n not in initializers]
+        raise TritongenError(
+            f"the exported ONNX graph has no input named {', '.join(repr(m) for m in missing)} "
+            f"(it has {', '.join(repr(p) for p in present) or 'no inputs'}); the exporter dropped an input the model ignores",
+            "remove unused inputs from --input, or make forward() use them",
+        )
+    for t in spec.inputs:
+        dims = graph_inputs[t.name].type.tensor_type.shape.dim
+        expected_rank = len(t.shape) + (1 if spec.batched else 0)
+        if len(dims) != expected_rank:
+            raise TritongenError(f"input '{t.name}' has rank {len(dims)} in the ONNX graph but the spec gives rank "
+                                 f"{expected_rank}", "check --input shapes")
+        axes = ([BATCH_AXIS] if spec.batched else []) + list(t.shape)
+        for i, (axis, d) in enumerate(zip(axes, dims, strict=True)):
+            if isinstance(axis, str) and not d.HasField("dim_param"):
+                frozen = d.dim_value if d.HasField("dim_value") else "?"
+                raise TritongenError(
+                    f"the exporter froze axis '{axis}' (dim {i}) of input '{t.name}' to {frozen}; "
+                    "the model would reject other sizes",
+                    "the model's code specialises on that size (e.g. a reshape with a constant or a batch-size "
+                    "check): make it shape-generic" + (", or pass --max-batch-size 0" if axis == BATCH_AXIS else ""),
+                )
+    if not spec.batched:
+        return
+    for out in model.graph.output:
+        dims = out.type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_value"):
+            raise TritongenError(
+                f"the exporter froze the batch axis of output '{out.name}' to {dims[0].dim_value}",
+                "the model's code specialises on the batch size (e.g. x.view(2, -1)): use x.view(x.shape[0], -1) "
+                "or x.flatten(1)",
+            )
+
+
+def outputs_from_onnx(path: Path) -> list[tuple[str, int]]:
+    """Names and ONNX element types of the graph's outputs."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return [(o.name, o.type.tensor_type.elem_type) for o in model.graph.output]
+
+
+def onnx_output_specs(path: Path, spec: ModelSpec) -> tuple[TensorSpec, ...]:
+    """Output specs read back from the graph: dtypes as exported (they can differ from PyTorch's, e.g. bool)."""
+    by_name = {o.name: o for o in spec.outputs}
+    specs = []
+    for name, elem in outputs_from_onnx(path):
+        base = by_name.get(name)
+        shape = base.shape if base else ()
+        specs.append(TensorSpec(name, dtype_from_onnx(elem), shape))
+    return tuple(specs)
+
+
+@dataclass(frozen=True)
+class Simplification:
+    applied: bool
+    message: str
+    nodes_before: int = 0
+    nodes_after: int = 0
+
+
+def simplify_onnx(path: Path, spec: ModelSpec, *, atol: float, rtol: float) -> Simplification:
+    """Simplify in place with onnxsim; keep the original when it fails or changes the outputs."""
+    import onnx
+
+    try:
+        import onnxsim
+    except ImportError:
+        return Simplification(False, "onnxsim is not installed; kept the exported model as is")
+    data_file = path.with_name(path.name + ".data")
+    if data_file.exists() and data_file.stat().st_size > EXTERNAL_DATA_THRESHOLD:
+        return Simplification(False, "model too large for onnxsim (> 1.5 GB of weights); kept as exported")
+    original = onnx.load(str(path))
+    before = len(original.graph.node)
+    try:
+        with _quiet():
+            simplified, ok = onnxsim.simplify(original)
+    except Exception as exc:
+        return Simplification(False, f"onnxsim failed ({_summarise_export_error(exc)}); kept the exported model",
+                              before, before)
+    if not ok:
+        return Simplification(False, "onnxsim could not verify its result; kept the exported model", before, before)
+    check_dynamic_axes(simplified, spec)
+    candidate = path.with_name(path.stem + ".simplified.onnx")
+    onnx.save_model(simplified, str(candidate))
+    try:
+        worst = _max_difference(path, candidate, spec)
+    except Exception as exc:
+        candidate.unlink(missing_ok=True)
+        return Simplification(False, f"the simplified model does not run ({_summarise_export_error(exc)}); "
+                              "kept the exported model", before, before)
+    if worst is not None:
+        candidate.unlink(missing_ok=True)
+        return Simplification(False, f"simplification changed outputs ({worst}); kept the exported model",
+                              before, before)
+    candidate.replace(path)
+    data_file.unlink(missing_ok=True)  # the simplified model holds its weights inline
+    return Simplification(True, f"simplified: {before} → {len(simplified.graph.node)} nodes", before,
+                          len(simplified.graph.node))
+
+
+def _max_difference(a: Path, b: Path, spec: ModelSpec) -> str | None:
+    """Run both files on the same random inputs; describe the first output that differs beyond tolerance."""
+    from tritongen.runners.onnxruntime import OnnxRuntimeRunner
+
+    feeds = random_inputs(spec, example_batch(spec), example_lengths(spec, 1), np.random.default_rng(1))
+    with OnnxRuntimeRunner(a) as ra, OnnxRuntimeRunner(b) as rb:
+        out_a, out_b = ra.infer(feeds), rb.infer(feeds)
+    for name, x in out_a.items():
+        y = out_b.get(name)
+        if y is None or y.shape != x.shape or not np.allclose(x, y, atol=1e-5, rtol=1e-4, equal_nan=True):
+            return f"output '{name}' differs"
+    return None
+
+
+def _weight_bytes(module: Any) -> int:
+    try:
+        return sum(p.numel() * p.element_size() for p in module.parameters())
+    except Exception:
+        return 0
+
+
+def _remove_outputs(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.with_name(path.name + ".data").unlink(missing_ok=True)
+
+
+_OP_PATTERNS = (
+    re.compile(r"No ONNX function found for <OpOverload\(op='([\w.]+)'"),
+    re.compile(r"target=torch\.ops\.([\w.]+?)(?:\.default)?\]"),
+    re.compile(r"Exporting the operator '?([\w:.]+)'? to ONNX opset version \d+ is not supported"),
+    re.compile(r"No decompositions registered for[^\n]*?\b((?:aten|prims)::[\w.]+|(?:aten|prims)\.[\w.]+)"),
+    re.compile(r"Unsupported FX nodes?:?\s*\{?'?call_function'?:\s*\[?'?([\w:.]+)"),
+    re.compile(r"OnnxExporterError.*?((?:aten|prims)[.:][\w.]+)"),
+    re.compile(r"\b((?:aten|prims)::[\w]+(?:\.[\w]+)?)\b.*not supported"),
+)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m|\[\d+m")
+
+
+def _summarise_export_error(exc: BaseException) -> str:
+    """One line for an exporter error: the unsupported operator when one is named, else the first message line."""
+    text = _ANSI.sub("", "\n".join(str(e) for e in _chain(exc)))
+    for pattern in _OP_PATTERNS:
+        m = pattern.search(text)
+        if m:
+            return f"operator '{m.group(1)}' is not supported by the ONNX exporter"
+    # The root cause, last in the chain, says the most; the wrappers around it say "step 1/3 failed".
+    for cause in reversed(_chain(exc)):
+        for line in _ANSI.sub("", str(cause)).splitlines():
+            line = line.strip()
+            if line and not line.startswith(("Traceback", "File ", "[", "- ")) and "Next steps" not in line:
+                return f"{type(cause).__name__}: {line[:300]}"
+    return type(exc).__name__
+
+
+def _export_hint(detail: str) -> str:
+    if "operator" in detail and "not supported" in detail:
+        return ("replace that operation in forward(), register a custom ONNX translation, or pass a newer --opset; "
+                "see https://pytorch.org/docs/stable/onnx.html")
+    if "dtype" in detail.lower() or "expected scalar type" in detail.lower():
+        return "check the --input dtypes"
+    return "re-run with --debug for the exporter's full error"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out = []
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        out.append(cur)
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+@contextlib.contextmanager
+def _quiet():  # noqa: ANN202
+    """The exporters print pages of progress and warnings; keep them out of the user's terminal."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "torch")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    sink = io.StringIO()
+    # The legacy exporter's C++ side prints graphs straight to file descriptors 1 and 2: silence those too.
+    saved = []
+    with tempfile.TemporaryFile() as devnull:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd in (1, 2):
+                saved.append((fd, os.dup(fd)))
+                os.dup2(devnull.fileno(), fd)
+        except OSError:
+            pass
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                warnings.simplefilter("ignore")
+                yield
+        finally:
+            for fd, copy in saved:
+                os.dup2(copy, fd)
+                os.close(copy)
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)

@@ -1,0 +1,171 @@
+"""A model on a Triton server, over HTTP or gRPC, as a runner: `infer(feeds) -> outputs` like every other backend."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from tritongen.errors import TritongenError
+from tritongen.runners.base import Runner
+
+PROTOCOLS = ("http", "grpc")
+DEFAULT_TIMEOUT_S = 60.0
+
+
+class TritonRequestError(TritongenError):
+    """The server answered and refused the request (bad input, model error); `server_message` is its words."""
+
+    def __init__(self, message: str, hint: str | None, server_message: str, status: str | None) -> None:
+        super().__init__(message, hint)
+        self.server_message = server_message
+        self.status = status
+
+
+class TritonUnavailableError(TritongenError):
+    """The server did not answer (not running, crashed, unreachable, timed out)."""
+
+
+class TritonRunner(Runner):
+    """Sends feeds to `model` on a Triton server; arrays travel as binary data (needed for FP16/BF16 over HTTP)."""
+
+    def __init__(self, url: str, model: str, *, protocol: str = "http", version: str = "",
+                 output_names: Sequence[str] | None = None, timeout_s: float | None = None,
+                 concurrency: int = 1) -> None:
+        if protocol not in PROTOCOLS:
+            raise TritongenError(f"unknown protocol '{protocol}'", "use http or grpc")
+        self.name = f"triton-{protocol}"
+        self.url = url
+        self.model = model
+        self.protocol = protocol
+        self.version = version
+        self.output_names = list(output_names) if output_names else None
+        self.timeout_s = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
+        self.concurrency = concurrency  # HTTP connections for `infer_many`
+        self._client: Any = None
+
+    @property
+    def module(self) -> Any:
+        if self.protocol == "http":
+            import tritonclient.http as module
+        else:
+            import tritonclient.grpc as module
+        return module
+
+    @property
+    def client(self) -> Any:
+        assert self._client is not None, "use the runner as a context manager"
+        return self._client
+
+    def activate(self) -> None:
+        if self.protocol == "http":
+            self._client = self.module.InferenceServerClient(
+                self.url, concurrency=self.concurrency, connection_timeout=self.timeout_s, network_timeout=self.timeout_s)
+        else:
+            self._client = self.module.InferenceServerClient(self.url)
+
+    def deactivate(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        inputs, outputs = self._request(feeds)
+        try:
+            if self.protocol == "http":
+                result = self.client.infer(self.model, inputs, model_version=self.version, outputs=outputs)
+            else:
+                result = self.client.infer(self.model, inputs, model_version=self.version, outputs=outputs,
+                                           client_timeout=self.timeout_s)
+        except Exception as exc:  # tritonclient raises its own type, gevent/grpc/socket errors alike
+            raise self._error_from(exc) from exc
+        return self._outputs_of(result)
+
+    def infer_many(self, feeds_list: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray] | TritongenError]:
+        """Send all requests at once (asynchronously) and wait for every answer; failures come back in place."""
+        requests = [self._request(feeds) for feeds in feeds_list]
+        if self.protocol == "http":
+            pending = [self.client.async_infer(self.model, inputs, model_version=self.version, outputs=outputs)
+                       for inputs, outputs in requests]
+            results: list[dict[str, np.ndarray] | TritongenError] = []
+            for handle in pending:
+                try:
+                    results.append(self._outputs_of(handle.get_result(timeout=self.timeout_s)))
+                except Exception as exc:
+                    results.append(self._error_from(exc))
+            return results
+        done = threading.Semaphore(0)
+        answers: list[Any] = [None] * len(requests)
+
+        def callback(index: int, result: Any, error: Any) -> None:
+            answers[index] = (result, error)
+            done.release()
+
+        for index, (inputs, outputs) in enumerate(requests):
+            self.client.async_infer(self.model, inputs, lambda r, e, i=index: callback(i, r, e),
+                                    model_version=self.version, outputs=outputs, client_timeout=self.timeout_s)
+        for _ in requests:
+            if not done.acquire(timeout=self.timeout_s + 5):
+                break
+        gathered: list[dict[str, np.ndarray] | TritongenError] = []
+        for answer in answers:
+            if answer is None:
+                gathered.append(TritonUnavailableError(f"no answer from {self.url} within {self.timeout_s:.0f} s",
+                                                       "check that the server is running"))
+            elif answer[1] is not None:
+                gathered.append(self._error_from(answer[1]))
+            else:
+                gathered.append(self._outputs_of(answer[0]))
+        return gathered
+
+    def _request(self, feeds: Mapping[str, np.ndarray]) -> tuple[list[Any], list[Any] | None]:
+        from tritonclient.utils import np_to_triton_dtype
+
+        inputs = []
+        for name, array in feeds.items():
+            array = np.ascontiguousarray(array)
+            datatype = np_to_triton_dtype(array.dtype)
+            if datatype is None:
+                raise TritongenError(f"input '{name}' has dtype {array.dtype}, which Triton cannot receive",
+                                     "use a numeric or bool array")
+            tensor = self.module.InferInput(name, list(array.shape), datatype)
+            if self.protocol == "http":
+                tensor.set_data_from_numpy(array, binary_data=True)
+            else:
+                tensor.set_data_from_numpy(array)
+            inputs.append(tensor)
+        outputs = None
+        if self.output_names:
+            if self.protocol == "http":
+                outputs = [self.module.InferRequestedOutput(n, binary_data=True) for n in self.output_names]
+            else:
+                outputs = [self.module.InferRequestedOutput(n) for n in self.output_names]
+        return inputs, outputs
+
+    def _outputs_of(self, result: Any) -> dict[str, np.ndarray]:
+        if self.output_names:
+            names = self.output_names
+        elif self.protocol == "http":
+            names = [o["name"] for o in result.get_response()["outputs"]]
+        else:
+            names = [o.name for o in result.get_response().outputs]
+        return {name: result.as_numpy(name) for name in names}
+
+    def _error_from(self, exc: BaseException) -> TritongenError:
+        from tritonclient.utils import InferenceServerException
+
+        where = f"model '{self.model}' at {self.url} ({self.protocol.upper()})"
+        if isinstance(exc, InferenceServerException):
+            status = str(exc.status() or "")
+            text = str(exc.message() or exc)
+            unreachable = ("UNAVAILABLE" in status or "DEADLINE_EXCEEDED" in status
+                           or any(s in text for s in ("Connection refused", "failed to connect", "Socket closed",
+                                                      "timed out", "Deadline Exceeded", "Connection reset")))
+            if not unreachable:
+                return TritonRequestError(f"{where} refused the request: {text}",
+                                          "check the request against the model's config.pbtxt", text, status or None)
+            return TritonUnavailableError(f"no answer from {where}: {text}", "check that the server is running")
+        return TritonUnavailableError(f"no answer from {where}: {type(exc).__name__}: {exc}",
+                                      "check that the server is running")

@@ -1,0 +1,80 @@
+"""Launchers behind one context manager: the embedded tritonserver, a Docker container, or a server already running."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tritongen.errors import TritongenError
+from tritongen.server.base import ServerHandle
+
+__all__ = ["ServerHandle", "launch", "handle_from_url"]
+
+REMOTE_TIMEOUT_S = 10.0
+
+
+@contextlib.contextmanager
+def launch(repository: str | Path, server: str = "embedded", *, tritonserver: str | Path | None = None,
+           timeout_s: float | None = None, image: str | None = None, host: str | None = None,
+           ports: tuple[int, int, int] | None = None) -> Iterator[ServerHandle]:
+    """Serve `repository` for the duration of the block and yield where it listens; always stop what was started.
+
+    `server` is "embedded" (the tritonserver of nvidia-pytriton, or `tritonserver`), "docker" (`image`),
+    or the URL of a server already running, which must already serve the repository (nothing is started or stopped).
+    """
+    if server == "embedded":
+        from tritongen.server.local import launch_local
+
+        with launch_local(repository, tritonserver=tritonserver, timeout_s=timeout_s, host=host or "127.0.0.1",
+                          ports=ports) as handle:
+            yield handle
+    elif server == "docker":
+        from tritongen.server.docker import launch_docker  # imported lazily: needs the docker SDK
+
+        with launch_docker(repository, image=image, timeout_s=timeout_s) as handle:
+            yield handle
+    else:
+        yield handle_from_url(server, timeout_s=timeout_s)
+
+
+def handle_from_url(url: str, *, timeout_s: float | None = None) -> ServerHandle:
+    """A handle on a server someone else runs: `[http://]host:port` is its HTTP endpoint; gRPC is assumed on port+1.
+
+    Triton's defaults are 8000 (HTTP), 8001 (gRPC), 8002 (metrics). Give `grpc://host:port` to name the gRPC
+    endpoint instead; HTTP is then assumed on port-1.
+    """
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if parts.scheme not in ("http", "grpc") or not parts.hostname:
+        raise TritongenError(f"--server '{url}' is neither 'embedded', 'docker' nor a URL like localhost:8000",
+                             "pass --server embedded, --server docker, or the HTTP address of a running Triton")
+    try:
+        port = parts.port or (8000 if parts.scheme == "http" else 8001)
+    except ValueError as exc:
+        raise TritongenError(f"--server '{url}' has an invalid port", "e.g. --server localhost:8000") from exc
+    http_port, grpc_port = (port, port + 1) if parts.scheme == "http" else (port - 1, port)
+    http_url, grpc_url = f"{parts.hostname}:{http_port}", f"{parts.hostname}:{grpc_port}"
+    _wait_live(http_url, REMOTE_TIMEOUT_S if timeout_s is None else timeout_s)
+    return ServerHandle(kind="remote", http_url=http_url, grpc_url=grpc_url,
+                        metrics_url=f"{parts.hostname}:{http_port + 2}",
+                        log=lambda: "(the log of a server tritongen did not start is not available)",
+                        description=f"Triton at {http_url} (gRPC {grpc_url})")
+
+
+def _wait_live(http_url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{http_url}/v2/health/live", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise TritongenError(f"no Triton server answers at http://{http_url} (waited {timeout_s:.0f} s)",
+                                 "start it first, or use --server embedded")
+        time.sleep(0.25)

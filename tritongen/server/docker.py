@@ -1,0 +1,264 @@
+"""The Docker launcher: Triton in a container that is always removed, with its log kept for error messages."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tritongen.errors import TritongenError
+from tritongen.server.base import ServerHandle
+
+if TYPE_CHECKING:
+    import docker
+    from docker.models.containers import Container
+
+DEFAULT_START_TIMEOUT_S = 120.0
+# Every container tritongen starts carries this label, so that leftovers can be found (and tests can check).
+LABEL = "tritongen"
+CONTAINER_REPOSITORY = "/models"
+_CONTAINER_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
+# Log lines that look like errors but are harmless without a GPU.
+_NOISE = re.compile(r"CudaDriverHelper|NVML|DCGM|pinned memory|CUDA driver|cuda_memory_manager|GPU metrics", re.I)
+_DOCKER_HINT = (
+    "install Docker and start its engine (`dockerd`), or set DOCKER_HOST to a reachable engine; "
+    "or validate without Docker: --server embedded"
+)
+
+
+def docker_client() -> docker.DockerClient:
+    """A client for the engine that DOCKER_HOST (or the default socket) names, or a TritongenError saying why not."""
+    try:
+        import docker
+    except ImportError as exc:
+        raise TritongenError(
+            "the Docker SDK for Python is not installed", "pip install 'tritongen[docker]' (the `docker` package)"
+        ) from exc
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        where = os.environ.get("DOCKER_HOST", "the default socket /var/run/docker.sock")
+        raise TritongenError(f"no Docker engine answers at {where} ({_short(exc)})", _DOCKER_HINT) from exc
+    return client
+
+
+def require_image(client: docker.DockerClient, image: str, *, hint: str | None = None) -> None:
+    """Fail with a fix when `image` is not on this machine: tritongen never pulls multi-GB images silently."""
+    import docker
+
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound as exc:
+        from tritongen.deploy import SLIM_IMAGE
+
+        if hint is None:
+            hint = (
+                "build it with `tritongen image build`"
+                if image == SLIM_IMAGE
+                else f"pull it first (`docker pull {image}`), or pass --image with an image on this machine"
+            )
+        raise TritongenError(f"Docker image '{image}' is not on this machine", hint) from exc
+    except docker.errors.APIError as exc:
+        raise TritongenError(f"cannot look up Docker image '{image}': {_short(exc)}", _DOCKER_HINT) from exc
+
+
+@contextlib.contextmanager
+def launch_docker(
+    repository: str | Path,
+    *,
+    image: str | None = None,
+    timeout_s: float | None = None,
+    shm_size: str | None = None,
+    gpus: bool | None = None,
+    client: docker.DockerClient | None = None,
+) -> Iterator[ServerHandle]:
+    """Serve `repository` from a Triton container for the duration of the block; always remove the container.
+
+    `image`: None (the image the generated compose file would use), "slim", "nvidia", or an image reference.
+    `gpus`: None requests all GPUs when a model needs one (KIND_GPU, TensorRT); True/False force it.
+    Ports are published on 127.0.0.1 at free ports that Docker picks.
+    """
+    from tritongen.deploy import SHM_SIZE, choose_image, needs_of_repository
+
+    repository = Path(repository).resolve()
+    needs = needs_of_repository(repository)
+    choice = choose_image(needs, image)
+    want_gpus = needs.gpu if gpus is None else gpus
+    timeout = DEFAULT_START_TIMEOUT_S if timeout_s is None else timeout_s
+    client = client or docker_client()
+    require_image(client, choice.ref)
+
+    container: Container | None = None
+    final_log: list[str] = []  # the log as the container was removed, for log() calls after the block
+
+    def log() -> str:
+        return final_log[0] if final_log else _logs(container)
+
+    try:
+        container = _create_container(client, repository, choice.ref, shm_size or SHM_SIZE, want_gpus)
+        container.start()
+        ports = _published_ports(container)
+        handle = ServerHandle(
+            kind="docker",
+            http_url=f"127.0.0.1:{ports['http']}",
+            grpc_url=f"127.0.0.1:{ports['grpc']}",
+            metrics_url=f"127.0.0.1:{ports['metrics']}",
+            log=log,
+            description=f"{choice.ref} ({choice.kind} image: {choice.reason}), container {container.short_id}",
+        )
+        _wait_ready(container, handle.http_url, timeout, choice.ref)
+        yield handle
+    finally:
+        # Also on KeyboardInterrupt and on errors in the block: a container left running holds ports and memory.
+        if container is not None:
+            final_log.append(_logs(container))
+            _remove(container, pending=sys.exc_info()[1])
+
+
+def _create_container(
+    client: docker.DockerClient, repository: Path, image: str, shm_size: str, gpus: bool
+) -> Container:
+    import docker
+
+    device_requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpus else None
+    try:
+        return client.containers.create(
+            image,
+            command=[
+                "tritonserver",
+                f"--model-repository={CONTAINER_REPOSITORY}",
+                "--model-control-mode=none",
+                # Serve what we wrote: auto-complete would fill in batching and hide config mistakes.
+                "--disable-auto-complete-config",
+            ],
+            # Docker picks free host ports: no race between choosing a port and binding it.
+            ports={f"{port}/tcp": ("127.0.0.1", None) for port in _CONTAINER_PORTS.values()},
+            volumes=_volumes(repository),
+            shm_size=shm_size,
+            device_requests=device_requests,
+            labels={LABEL: "1", f"{LABEL}.purpose": "validate", f"{LABEL}.repository": str(repository)},
+            detach=True,
+        )
+    except docker.errors.APIError as exc:
+        hint = _DOCKER_HINT
+        if gpus and "gpu" in str(exc).lower():
+            hint = "install the NVIDIA Container Toolkit on this machine, or serve on CPU (a model asks for KIND_GPU)"
+        raise TritongenError(f"cannot create a container from '{image}': {_short(exc)}", hint) from exc
+
+
+def _volumes(repository: Path) -> dict[str, dict[str, str]]:
+    """The repository read-only at /models, plus the targets of symlinks that point out of it.
+
+    A repository staged with symlinks (e.g. ONNX models wrapped for the python backend) would otherwise
+    show the container dangling links: each outside target is mounted where the link points inside.
+    """
+    volumes = {str(repository): {"bind": CONTAINER_REPOSITORY, "mode": "ro"}}
+    for link_dir, dirnames, filenames in os.walk(repository):
+        for name in dirnames + filenames:
+            path = Path(link_dir) / name
+            if not path.is_symlink():
+                continue
+            target = path.resolve()
+            if target == repository or repository in target.parents or not target.exists():
+                continue  # inside the repository (already mounted) or dangling anyway
+            # Where the link points when followed inside the container.
+            container_dir = Path(CONTAINER_REPOSITORY) / Path(link_dir).relative_to(repository)
+            in_container = os.path.normpath(container_dir / os.readlink(path))
+            volumes[str(target)] = {"bind": in_container, "mode": "ro"}
+    return volumes
+
+
+def _published_ports(container: Container) -> dict[str, int]:
+    container.reload()  # the host ports are known only after start
+    published = container.attrs["NetworkSettings"]["Ports"] or {}
+    ports = {}
+    for name, port in _CONTAINER_PORTS.items():
+        bindings = published.get(f"{port}/tcp") or []
+        if not bindings:
+            raise TritongenError(
+                f"container {container.short_id} published no host port for {name} ({port}/tcp)",
+                "check that the Docker engine can publish ports (not --network host, no rootless restrictions)",
+                details=_tail(_logs(container)),
+            )
+        ports[name] = int(bindings[0]["HostPort"])
+    return ports
+
+
+def _wait_ready(container: Container, http_url: str, timeout_s: float, image: str) -> None:
+    """Poll /v2/health/ready until every model has loaded; fail early with the log if the server exits."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{http_url}/v2/health/ready", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass  # not listening yet, or 400 (not ready) while models load
+        container.reload()
+        if container.status in ("exited", "dead"):
+            code = container.attrs.get("State", {}).get("ExitCode")
+            log = _logs(container)
+            raise TritongenError(
+                f"Triton in {image} exited with code {code} before it was ready{_failed_models(log)}",
+                "the server log below says why; fix the model or its config.pbtxt and rebuild",
+                details=_tail(log),
+            )
+        if time.monotonic() > deadline:
+            log = _logs(container)
+            raise TritongenError(
+                f"Triton in {image} was not ready after {timeout_s:.0f} s{_failed_models(log)}",
+                "the server log below says what it was doing; a big model may need a longer --timeout",
+                details=_tail(log),
+            )
+        time.sleep(0.5)
+
+
+def _failed_models(log: str) -> str:
+    # Triton logs "failed to load 'name' version 1: <reason>" for each model that did not load.
+    names = sorted(set(re.findall(r"failed to load '([^']+)'", log)))
+    return f": model(s) {', '.join(names)} failed to load" if names else ""
+
+
+def _logs(container: Container | None) -> str:
+    if container is None:
+        return ""
+    try:
+        return container.logs(stdout=True, stderr=True).decode("utf-8", errors="replace")
+    except Exception:  # the container may already be gone; a log is a nicety, never a second error
+        return "(container log unavailable)"
+
+
+def _tail(log: str, lines: int = 40) -> str:
+    kept = [line for line in log.splitlines() if not _NOISE.search(line)]
+    return "\n".join(kept[-lines:])
+
+
+def _remove(container: Container, pending: BaseException | None = None) -> None:
+    """Kill and remove the container (nothing in it needs a graceful stop: it is thrown away whole)."""
+    import docker
+
+    try:
+        container.remove(force=True, v=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        message = f"could not remove container {container.short_id}: {_short(exc)}"
+        hint = f"remove it by hand: docker rm -f {container.short_id}"
+        if pending is None:
+            raise TritongenError(message, hint) from exc
+        # Do not replace the error that brought us here; add what is left behind to it.
+        if isinstance(pending, TritongenError):
+            pending.details = f"{pending.details or ''}\n{message}; {hint}".strip()
+
+
+def _short(exc: BaseException) -> str:
+    text: Any = getattr(exc, "explanation", None) or str(exc)
+    return str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__

@@ -1,0 +1,243 @@
+"""What a model takes and returns: tensor specs, named dynamic axes, and the one dtype table."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from tritongen.errors import TritongenError
+
+BATCH_AXIS = "batch"
+
+
+@dataclass(frozen=True)
+class DType:
+    """One element type under every name the toolchain uses for it."""
+
+    short: str  # our CLI name: fp32
+    torch: str  # attribute of the torch module: float32
+    numpy: str  # numpy dtype name ("bfloat16" comes from ml_dtypes)
+    onnx: int  # onnx.TensorProto enum value
+    triton: str  # config.pbtxt data_type: TYPE_FP32
+    client: str  # tritonclient / KServe v2 datatype: FP32
+    tensorrt: str  # tensorrt.DataType member name: FLOAT
+
+    @property
+    def is_float(self) -> bool:
+        return self.short in ("fp32", "fp16", "bf16", "fp64")
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        if self.numpy == "bfloat16":
+            import ml_dtypes
+
+            return np.dtype(ml_dtypes.bfloat16)
+        return np.dtype(self.numpy)
+
+    @property
+    def torch_dtype(self):  # noqa: ANN201 - torch is imported lazily to keep the CLI fast
+        import torch
+
+        return getattr(torch, self.torch)
+
+
+# onnx.TensorProto values, written out so this module does not import onnx.
+DTYPES: tuple[DType, ...] = (
+    DType("fp32", "float32", "float32", 1, "TYPE_FP32", "FP32", "FLOAT"),
+    DType("fp16", "float16", "float16", 10, "TYPE_FP16", "FP16", "HALF"),
+    DType("bf16", "bfloat16", "bfloat16", 16, "TYPE_BF16", "BF16", "BF16"),
+    DType("fp64", "float64", "float64", 11, "TYPE_FP64", "FP64", "DOUBLE"),
+    DType("int64", "int64", "int64", 7, "TYPE_INT64", "INT64", "INT64"),
+    DType("int32", "int32", "int32", 6, "TYPE_INT32", "INT32", "INT32"),
+    DType("int16", "int16", "int16", 5, "TYPE_INT16", "INT16", "INT16"),
+    DType("int8", "int8", "int8", 3, "TYPE_INT8", "INT8", "INT8"),
+    DType("uint8", "uint8", "uint8", 2, "TYPE_UINT8", "UINT8", "UINT8"),
+    DType("bool", "bool", "bool", 9, "TYPE_BOOL", "BOOL", "BOOL"),
+)
+# The dtypes a user may name on the command line (the others appear only as outputs).
+CLI_DTYPES = ("fp32", "fp16", "bf16", "int64", "int32", "int8", "uint8", "bool")
+_ALIASES = {"float32": "fp32", "float": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16",
+            "float64": "fp64", "double": "fp64", "long": "int64", "int": "int32"}
+
+
+def dtype_from_name(name: str) -> DType:
+    """Look up a dtype by our short name or a common alias (`fp32`, `float32`, `int64`)."""
+    key = _ALIASES.get(name.lower(), name.lower())
+    for dt in DTYPES:
+        if dt.short == key:
+            return dt
+    raise TritongenError(f"unknown dtype '{name}'", f"use one of {', '.join(CLI_DTYPES)}")
+
+
+def _lookup(attr: str, value: object) -> DType:
+    for dt in DTYPES:
+        if getattr(dt, attr) == value:
+            return dt
+    raise TritongenError(f"unsupported tensor element type {value!r}", "use one of " + ", ".join(CLI_DTYPES))
+
+
+def dtype_from_torch(torch_dtype: object) -> DType:
+    return _lookup("torch", str(torch_dtype).removeprefix("torch."))
+
+
+def dtype_from_onnx(elem_type: int) -> DType:
+    return _lookup("onnx", elem_type)
+
+
+def dtype_from_triton(triton_type: str) -> DType:
+    return _lookup("triton", triton_type)
+
+
+def dtype_from_numpy(np_dtype: object) -> DType:
+    return _lookup("numpy", np.dtype(np_dtype).name)
+
+
+Dim = int | str  # an int is a fixed size (or -1: dynamic, unnamed); a str names a dynamic axis
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output: its name, dtype and per-item shape (without the batch axis)."""
+
+    name: str
+    dtype: DType
+    shape: tuple[Dim, ...]
+    # Inclusive range of valid values for integer inputs (token ids below the vocabulary size, ...).
+    value_range: tuple[int, int] | None = None
+
+    @property
+    def triton_dims(self) -> list[int]:
+        """Dims as config.pbtxt writes them: -1 for every dynamic axis."""
+        return [d if isinstance(d, int) else -1 for d in self.shape]
+
+    @property
+    def axis_names(self) -> list[str]:
+        return [d for d in self.shape if isinstance(d, str)]
+
+    def describe(self) -> str:
+        dims = "x".join(str(d) for d in self.shape) or "scalar"
+        return f"{self.name}:{dims}:{self.dtype.short}"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model's interface, with one description of dynamic axes from which ONNX, Triton and TensorRT shapes derive."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...] = ()
+    max_batch_size: int = 32
+    # Representative lengths to export and test each named axis at; filled in with defaults where absent.
+    axis_lengths: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    @property
+    def batched(self) -> bool:
+        return self.max_batch_size > 0
+
+    @property
+    def dynamic_axes(self) -> list[str]:
+        """Named dynamic axes across all inputs, in first-seen order (the batch axis not included)."""
+        seen: list[str] = []
+        for t in self.inputs:
+            for a in t.axis_names:
+                if a not in seen:
+                    seen.append(a)
+        return seen
+
+    def input(self, name: str) -> TensorSpec:
+        for t in self.inputs:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def lengths(self, axis: str) -> tuple[int, ...]:
+        """Two test lengths for a dynamic axis: the user's, or a short and a longer default."""
+        return self.axis_lengths.get(axis, (8, 16))
+
+    def with_outputs(self, outputs: tuple[TensorSpec, ...]) -> ModelSpec:
+        return replace(self, outputs=outputs)
+
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_AXIS_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def parse_input_spec(text: str) -> TensorSpec:
+    """Parse `NAME:SHAPE:DTYPE`, e.g. `image:3x224x224:fp32`, `tokens:seq:int64`, `x:3xHxW:fp32`.
+
+    SHAPE is the per-item shape (no batch axis), dims joined by `x`; a dim is an integer, -1,
+    or a word naming a dynamic axis. An optional fourth part gives integer inputs a value range:
+    `tokens:seq:int64:0-999`. An empty SHAPE (`NAME::DTYPE`) is a scalar per item.
+    """
+    example = "use NAME:SHAPE:DTYPE, e.g. --input image:3x224x224:fp32 or --input tokens:seq:int64"
+    parts = text.split(":")
+    if len(parts) not in (3, 4):
+        raise TritongenError(f"malformed --input '{text}': expected 3 parts separated by ':', got {len(parts)}", example)
+    name, shape_text, dtype_text = parts[:3]
+    if not _NAME_RE.match(name):
+        raise TritongenError(f"malformed --input '{text}': '{name}' is not a valid tensor name", example)
+    if dtype_text.lower() not in CLI_DTYPES and dtype_text.lower() not in _ALIASES:
+        raise TritongenError(f"malformed --input '{text}': unknown dtype '{dtype_text}'",
+                             f"use one of {', '.join(CLI_DTYPES)}")
+    dtype = dtype_from_name(dtype_text)
+    shape: list[Dim] = []
+    for raw in shape_text.split("x") if shape_text else []:
+        dim = raw.strip()
+        if re.fullmatch(r"-1|\d+", dim):
+            value = int(dim)
+            if value == 0:
+                raise TritongenError(f"malformed --input '{text}': a dim cannot be 0", example)
+            shape.append(value)
+        elif _AXIS_RE.match(dim):
+            if dim == BATCH_AXIS:
+                raise TritongenError(f"malformed --input '{text}': the batch axis is implicit",
+                                     "give the per-item shape without the batch dim; set --max-batch-size for batching")
+            shape.append(dim)
+        else:
+            raise TritongenError(f"malformed --input '{text}': dim '{raw}' is not an integer, -1 or an axis name", example)
+    value_range = None
+    if len(parts) == 4:
+        m = re.fullmatch(r"(-?\d+)-(-?\d+)", parts[3])
+        if not m or dtype.is_float:
+            raise TritongenError(f"malformed --input '{text}': value range '{parts[3]}' is not LOW-HIGH for an integer input",
+                                 "e.g. --input tokens:seq:int64:0-999")
+        value_range = (int(m.group(1)), int(m.group(2)))
+    # An unnamed -1 dim gets a name of its own, so every dynamic axis has one name everywhere.
+    named = tuple(d if d != -1 else f"{name}_dim{i + 1}" for i, d in enumerate(shape))
+    return TensorSpec(name, dtype, named, value_range)
+
+
+def check_unique_names(specs: tuple[TensorSpec, ...], what: str) -> None:
+    seen = set()
+    for t in specs:
+        if t.name in seen:
+            raise TritongenError(f"{what} name '{t.name}' is given twice", f"give each {what} a distinct name")
+        seen.add(t.name)
+
+
+def concrete_shape(tensor: TensorSpec, spec: ModelSpec, batch: int | None, lengths: dict[str, int]) -> tuple[int, ...]:
+    """The full shape of one test tensor: batch (if batched), then per-item dims with axes resolved."""
+    dims = tuple(d if isinstance(d, int) else lengths[d] for d in tensor.shape)
+    return ((batch,) if spec.batched and batch is not None else ()) + dims
+
+
+def random_inputs(spec: ModelSpec, batch: int | None, lengths: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random feeds valid for the model: normal floats, integers within each input's value range."""
+    feeds: dict[str, np.ndarray] = {}
+    for t in spec.inputs:
+        shape = concrete_shape(t, spec, batch, lengths)
+        if t.dtype.short == "bool":
+            arr = rng.random(shape) < 0.5
+        elif t.dtype.is_float:
+            arr = rng.standard_normal(shape).astype(np.float32).astype(t.dtype.np_dtype)
+        else:
+            low, high = t.value_range or default_int_range(t.dtype)
+            arr = rng.integers(low, high + 1, size=shape, dtype=np.int64).astype(t.dtype.np_dtype)
+        feeds[t.name] = arr
+    return feeds
+
+
+def default_int_range(dtype: DType) -> tuple[int, int]:
+    """A cautious default range for integer inputs when nothing better is known."""
+    return (0, 255) if dtype.short == "uint8" else (0, 100 if dtype.short != "int8" else 100)
