@@ -75,15 +75,22 @@ def kind_of_checkpoint(path: Path) -> CheckpointKind:
     )
 
 
+def add_user_code_paths(pythonpath: tuple[Path, ...]) -> None:
+    """Put --pythonpath directories first on sys.path, and the current directory last, as `python -m` would."""
+    for p in reversed(pythonpath):
+        resolved = str(Path(p).resolve())
+        if resolved not in sys.path:
+            sys.path.insert(0, resolved)
+    if str(Path.cwd()) not in sys.path:
+        sys.path.append(str(Path.cwd()))
+
+
 def import_model_class(spec: str, pythonpath: tuple[Path, ...] = ()) -> type:
     """Import `package.module:ClassName`, with the user's code directories on sys.path."""
     if ":" not in spec:
         raise TritongenError(f"--model-class '{spec}' is not MODULE:CLASS", "e.g. --model-class mypkg.models:ResNet")
     module_name, _, class_name = spec.partition(":")
-    # The current directory too, as `python -m` would: users run tritongen from their project's root.
-    for p in [*reversed(pythonpath), Path.cwd()] if Path.cwd() not in pythonpath else reversed(pythonpath):
-        if str(Path(p).resolve()) not in sys.path:
-            sys.path.insert(0 if p != Path.cwd() else len(sys.path), str(Path(p).resolve()))
+    add_user_code_paths(pythonpath)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -144,6 +151,7 @@ def load_checkpoint(
                                  "re-save it with torch.export.save from PyTorch 2.13") from exc
         return LoadedCheckpoint(ep.module(), kind, path, digest, exported_program=ep, how="torch.export program")
 
+    add_user_code_paths(pythonpath)
     obj = _torch_load(path, trust)
     if isinstance(obj, torch.nn.Module):
         obj.eval()

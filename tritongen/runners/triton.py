@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -104,7 +105,8 @@ class TritonRunner(Runner):
             done.release()
 
         for index, (inputs, outputs) in enumerate(requests):
-            self.client.async_infer(self.model, inputs, lambda r, e, i=index: callback(i, r, e),
+            # tritonclient calls back with keywords: callback(result=..., error=...).
+            self.client.async_infer(self.model, inputs, functools.partial(callback, index),
                                     model_version=self.version, outputs=outputs, client_timeout=self.timeout_s)
         for _ in requests:
             if not done.acquire(timeout=self.timeout_s + 5):

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from tritongen.errors import TritongenError
 from tritongen.server.base import ServerHandle
 
-__all__ = ["ServerHandle", "launch", "handle_from_url"]
+__all__ = ["ServerHandle", "handle_from_url", "launch", "server_alive"]
 
 REMOTE_TIMEOUT_S = 10.0
 
@@ -78,3 +78,12 @@ def _wait_live(http_url: str, timeout_s: float) -> None:
             raise TritongenError(f"no Triton server answers at http://{http_url} (waited {timeout_s:.0f} s)",
                                  "start it first, or use --server embedded")
         time.sleep(0.25)
+
+
+def server_alive(handle: ServerHandle, timeout_s: float = 3.0) -> bool:
+    """Whether the server still answers its liveness endpoint."""
+    try:
+        with urllib.request.urlopen(f"http://{handle.http_url}/v2/health/live", timeout=timeout_s) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False

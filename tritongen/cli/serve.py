@@ -1,0 +1,89 @@
+"""`tritongen serve`: the embedded tritonserver in the foreground until Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tritongen.cli import main
+from tritongen.cli.common import common_options, emit_json, progress, stdout_console
+from tritongen.errors import TritongenError
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (kill, CI timeouts, docker stop) unwind like Ctrl-C, so the server is stopped cleanly."""
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+@main.command("serve")
+@click.argument("repository", type=click.Path(path_type=Path), default=Path("model_repository"), required=False)
+@click.option("--model", "models", multiple=True, metavar="NAME", help="Serve only this model (repeatable).")
+@click.option("--tritonserver", type=click.Path(path_type=Path), metavar="PATH",
+              help="tritonserver binary (default: nvidia-pytriton's, else PATH).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
+@click.option("--http-port", type=click.IntRange(1, 65535), help="Default: a free port.")
+@click.option("--grpc-port", type=click.IntRange(1, 65535), help="Default: a free port.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Default: a free port.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), metavar="SECONDS",
+              help="How long to wait for the server to be ready (default 120).")
+@common_options
+def serve_command(repository: Path, models: tuple[str, ...], tritonserver: Path | None, host: str,
+                  http_port: int | None, grpc_port: int | None, metrics_port: int | None, timeout_s: float | None,
+                  as_json: bool) -> None:
+    """Serve REPOSITORY on the embedded tritonserver until Ctrl-C; ONNX models run through the python runner."""
+    from tritongen.server import launch, server_alive
+    from tritongen.server.local import find_tritonserver, free_ports, relevant_log_lines
+    from tritongen.stage import staged_repository
+
+    stop_on_sigterm()
+    install = find_tritonserver(tritonserver)
+    ports = None
+    if http_port or grpc_port or metrics_port:
+        spare = iter(free_ports(3))
+        ports = (http_port or next(spare), grpc_port or next(spare), metrics_port or next(spare))
+    with contextlib.ExitStack() as stack:
+        staged = stack.enter_context(staged_repository(repository, backends=install.backend_names,
+                                                       models=models or None))
+        if not staged.served:
+            reasons = "; ".join(f"{m.name}: {m.skipped_reason}" for m in staged.models)
+            raise TritongenError(f"no model in '{repository}' can be served by this server ({reasons})",
+                                 "serve it with Docker or a Triton that has those backends")
+        with progress("starting the embedded tritonserver", enabled=not as_json):
+            handle = stack.enter_context(launch(staged.path, "embedded", tritonserver=tritonserver,
+                                                timeout_s=timeout_s, host=host, ports=ports))
+        models_info = [{"name": m.name, "served_by": m.served_by, "skipped_reason": m.skipped_reason}
+                       for m in staged.models]
+        if as_json:
+            emit_json({"ok": True, "server": handle.description, "http_url": handle.http_url,
+                       "grpc_url": handle.grpc_url, "metrics_url": handle.metrics_url, "models": models_info})
+        else:
+            out = stdout_console()
+            out.print(f"Serving {repository} on {handle.description}", markup=False, highlight=False)
+            out.print(f"  HTTP     http://{handle.http_url}   (e.g. curl {handle.http_url}/v2/health/ready)",
+                      markup=False, highlight=False)
+            out.print(f"  gRPC     {handle.grpc_url}", markup=False, highlight=False)
+            out.print(f"  metrics  http://{handle.metrics_url}/metrics", markup=False, highlight=False)
+            for m in staged.models:
+                how = f"served by {m.served_by}" if m.served_by else f"NOT served: {m.skipped_reason}"
+                out.print(f"  model {m.name}: {how}", markup=False, highlight=False)
+            out.print("Press Ctrl-C to stop.", highlight=False)
+        try:
+            while server_alive(handle):
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            if not as_json:
+                stdout_console().print("stopping the server", highlight=False)
+            return
+        lines = relevant_log_lines(handle.log())
+        raise TritongenError(f"the server stopped: {lines[-1] if lines else 'no error in its log'}",
+                             "see the server log below", details="\n".join(lines) or None)

@@ -1,0 +1,414 @@
+"""`validate`: does a real Triton serve the repository, and return what PyTorch returned?
+
+For each model: READY; the served config is the one we wrote; HTTP and gRPC outputs for the reference inputs match
+the PyTorch outputs `build` saved; a burst of single-item requests is batched by the server; bad requests are
+refused and the server stays READY.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from google.protobuf import json_format
+from tritonclient.grpc import model_config_pb2
+
+from tritongen.errors import TritongenError
+from tritongen.repository import load_reference, read_manifest, versions_of
+from tritongen.runners.triton import PROTOCOLS, TritonRequestError, TritonRunner, TritonUnavailableError
+from tritongen.server import launch, server_alive
+from tritongen.server.base import ServerHandle
+from tritongen.server.local import find_tritonserver, relevant_log_lines
+from tritongen.stage import StagedModel, read_config, select_models, served_by, staged_repository
+from tritongen.verify import OutputParity, compare_outputs
+
+BURST_REQUESTS = 32
+DEFAULT_ATOL, DEFAULT_RTOL = 1e-4, 1e-3
+UNKNOWN_INPUT = "tritongen_no_such_input"
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ConfigCheck:
+    """Every field we wrote has the same value on the server (fields Triton fills in itself are not compared)."""
+
+    passed: bool
+    differences: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProtocolCheck:
+    """Reference inputs sent over one protocol; each output compared with PyTorch's."""
+
+    protocol: str
+    passed: bool
+    outputs: tuple[OutputParity, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchingCheck:
+    """A burst of concurrent single-item requests, and what the server's statistics say it did with them."""
+
+    checked: bool
+    passed: bool
+    requests: int = 0
+    inferences: int = 0  # items the server ran (from its statistics)
+    executions: int = 0  # model executions: fewer than inferences means requests were batched together
+    outputs_match: bool = True  # every request got its own item's answer back
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class BadRequestCheck:
+    case: str
+    protocol: str
+    passed: bool  # refused with an error message
+    server_error: str | None
+
+
+@dataclass(frozen=True)
+class ModelValidation:
+    name: str
+    version: int | None
+    state: str  # READY, UNAVAILABLE, SKIPPED, ... (the server's word where it has one)
+    served_by: str | None
+    passed: bool
+    config: ConfigCheck | None = None
+    http: ProtocolCheck | None = None
+    grpc: ProtocolCheck | None = None
+    batching: BatchingCheck | None = None
+    bad_requests: tuple[BadRequestCheck, ...] = ()
+    ready_after_bad_requests: bool | None = None
+    skipped_reason: str | None = None
+    problem: str | None = None  # why the checks could not run (not loaded, no reference data)
+
+    def failures(self) -> list[str]:
+        """One phrase per failed check, for the human summary."""
+        out = [self.problem] if self.problem else []
+        if self.skipped_reason:
+            out.append(f"skipped: {self.skipped_reason}")
+        if self.config and not self.config.passed:
+            out.append("served config differs: " + "; ".join(self.config.differences))
+        for check in (self.http, self.grpc):
+            if check and not check.passed:
+                out.append(f"{check.protocol}: " + (check.error or "; ".join(
+                    f"{o.name} {o.problem or f'max abs err {o.max_abs_err:.3g}'}" for o in check.outputs if not o.passed)))
+        if self.batching and not self.batching.passed:
+            out.append(f"batching: {self.batching.note}")
+        out += [f"bad request '{b.case}' over {b.protocol} was accepted" for b in self.bad_requests if not b.passed]
+        if self.ready_after_bad_requests is False:
+            out.append("the server or model was not READY after the bad requests")
+        return out
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    server: str
+    models: tuple[ModelValidation, ...] = field(default_factory=tuple)
+
+    @property
+    def passed(self) -> bool:
+        """Every model passed; a skipped model does not count as passed."""
+        return bool(self.models) and all(m.passed for m in self.models)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe({"ok": True, "server": self.server, "passed": self.passed,
+                           "models": [asdict(m) for m in self.models]})
+
+
+def validate_repository(repository: str | Path, *, models: Sequence[str] | None = None, server: str = "embedded",
+                        protocols: Sequence[str] = PROTOCOLS, tritonserver: str | Path | None = None,
+                        timeout_s: float | None = None, on_progress: Progress | None = None) -> ValidationReport:
+    """Serve `repository` (or use the server at URL `server`) and check every model; see the module docstring."""
+    repository = Path(repository)
+    progress = on_progress or (lambda _msg: None)
+    protocols = _check_protocols(protocols)
+    names = select_models(repository, models)
+    if server != "embedded":
+        progress(f"connecting to {server}" if server != "docker" else "starting Triton in Docker")
+        with launch(repository, server, timeout_s=timeout_s) as handle:
+            staged = [StagedModel(n, served_by(read_config(repository / n))) for n in names]
+            return _validate_on(handle, repository, repository, staged, protocols, progress)
+    install = find_tritonserver(tritonserver)
+    with staged_repository(repository, backends=install.backend_names, models=names) as staged_repo:
+        if not staged_repo.served:
+            return ValidationReport("embedded tritonserver (not started: no model it can serve)",
+                                    tuple(_skipped(m) for m in staged_repo.models))
+        progress("starting the embedded tritonserver")
+        with launch(staged_repo.path, "embedded", tritonserver=tritonserver, timeout_s=timeout_s) as handle:
+            return _validate_on(handle, repository, staged_repo.path, list(staged_repo.models), protocols, progress)
+
+
+def _check_protocols(protocols: Sequence[str]) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(p.lower() for p in protocols))
+    for p in chosen:
+        if p not in PROTOCOLS:
+            raise TritongenError(f"unknown protocol '{p}'", "use --protocol http, grpc or both")
+    if not chosen:
+        raise TritongenError("no protocol chosen", "use --protocol http, grpc or both")
+    return chosen
+
+
+def _skipped(model: StagedModel) -> ModelValidation:
+    return ModelValidation(model.name, None, "SKIPPED", None, False, skipped_reason=model.skipped_reason)
+
+
+def _validate_on(handle: ServerHandle, repository: Path, served_repository: Path, models: list[StagedModel],
+                 protocols: tuple[str, ...], progress: Progress) -> ValidationReport:
+    results = []
+    with _control_client(handle) as control:
+        for model in models:
+            if model.served_by is None:
+                results.append(_skipped(model))
+                continue
+            checker = _ModelChecker(handle, control, repository / model.name, read_config(served_repository / model.name),
+                                    model.served_by, protocols, progress)
+            results.append(checker.run())
+    return ValidationReport(handle.description or handle.http_url, tuple(results))
+
+
+@contextlib.contextmanager
+def _control_client(handle: ServerHandle) -> Iterator[Any]:
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(handle.http_url, connection_timeout=30, network_timeout=30)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+class _ModelChecker:
+    """The checks of one model, in order; a server that dies on the way turns into one clear error."""
+
+    def __init__(self, handle: ServerHandle, control: Any, model_dir: Path, served_config: Any, served_by: str,
+                 protocols: tuple[str, ...], progress: Progress) -> None:
+        self.handle = handle
+        self.control = control
+        self.model_dir = model_dir
+        self.name = model_dir.name
+        self.config = served_config
+        self.served_by = served_by
+        self.protocols = protocols
+        self.progress = progress
+        self.step = "starting"
+
+    def say(self, step: str) -> None:
+        self.step = step
+        self.progress(f"{self.name}: {step}")
+
+    def run(self) -> ModelValidation:
+        try:
+            return self._run()
+        except Exception as exc:
+            if server_alive(self.handle):
+                raise
+            raise _server_gone(self.handle, self.name, self.step) from exc
+
+    def _run(self) -> ModelValidation:
+        versions = versions_of(self.model_dir)
+        version = versions[-1] if versions else None
+        base = {"name": self.name, "version": version, "served_by": self.served_by}
+        if version is None:
+            return ModelValidation(**base, state="UNAVAILABLE", passed=False,
+                                   problem=f"{self.model_dir} has no version directory")
+        self.say(f"v{version}: readiness")
+        state, reason = self._state(version)
+        if state != "READY":
+            return ModelValidation(**base, state=state, passed=False,
+                                   problem=f"the server reports {state}" + (f": {reason}" if reason else ""))
+        self.say("served config")
+        config = self._config_check()
+        version_dir = self.model_dir / str(version)
+        try:
+            inputs, expected = load_reference(version_dir)
+        except TritongenError as exc:
+            return ModelValidation(**base, state=state, passed=False, config=config, problem=exc.one_line())
+        atol, rtol = _tolerance(version_dir)
+        checks = {}
+        for protocol in self.protocols:
+            self.say(f"inference over {protocol.upper()}")
+            checks[protocol] = self._parity(protocol, inputs, expected, atol, rtol)
+        batching = self._batching(version, inputs, expected, atol, rtol)
+        bad = []
+        for protocol in self.protocols:
+            self.say(f"bad requests over {protocol.upper()}")
+            bad += self._bad_requests(protocol, inputs)
+        ready_after = bool(self.control.is_server_ready() and self.control.is_model_ready(self.name, str(version)))
+        passed = (config.passed and all(c.passed for c in checks.values()) and batching.passed
+                  and all(b.passed for b in bad) and ready_after)
+        return ModelValidation(**base, state=state, passed=passed, config=config, http=checks.get("http"),
+                               grpc=checks.get("grpc"), batching=batching, bad_requests=tuple(bad),
+                               ready_after_bad_requests=ready_after)
+
+    def _state(self, version: int) -> tuple[str, str]:
+        for entry in self.control.get_model_repository_index():
+            if entry.get("name") == self.name and str(entry.get("version", "")) in ("", str(version)):
+                return str(entry.get("state") or "UNKNOWN"), str(entry.get("reason") or "")
+        return "UNAVAILABLE", "the server does not list this model (is it the right repository?)"
+
+    def _config_check(self) -> ConfigCheck:
+        served = json_format.ParseDict(self.control.get_model_config(self.name), model_config_pb2.ModelConfig(),
+                                       ignore_unknown_fields=True)
+        differences = config_differences(self.config, served)
+        return ConfigCheck(not differences, tuple(differences))
+
+    def _runner(self, protocol: str, output_names: Sequence[str], concurrency: int = 1) -> TritonRunner:
+        url = self.handle.http_url if protocol == "http" else self.handle.grpc_url
+        return TritonRunner(url, self.name, protocol=protocol, output_names=output_names, concurrency=concurrency)
+
+    def _parity(self, protocol: str, inputs: dict[str, np.ndarray], expected: dict[str, np.ndarray],
+                atol: float, rtol: float) -> ProtocolCheck:
+        try:
+            with self._runner(protocol, list(expected)) as runner:
+                actual = runner.infer(inputs)
+        except TritonRequestError as exc:
+            return ProtocolCheck(protocol, False, error=exc.server_message)
+        outputs = tuple(compare_outputs(actual, expected, atol, rtol).values())
+        return ProtocolCheck(protocol, all(o.passed for o in outputs), outputs)
+
+    def _batching(self, version: int, inputs: dict[str, np.ndarray], expected: dict[str, np.ndarray],
+                  atol: float, rtol: float) -> BatchingCheck:
+        if self.config.max_batch_size <= 1 or not self.config.HasField("dynamic_batching"):
+            why = "max_batch_size is 0" if self.config.max_batch_size == 0 else "no dynamic_batching in the config"
+            return BatchingCheck(checked=False, passed=True, note=f"not applicable: {why}")
+        protocol = "grpc" if "grpc" in self.protocols else "http"
+        items = len(next(iter(inputs.values())))
+        check = None
+        # A very fast model can drain the queue before a second request arrives; a bigger burst settles it.
+        for count in (BURST_REQUESTS, BURST_REQUESTS * 2):
+            self.say(f"burst of {count} concurrent single-item requests over {protocol.upper()}")
+            picks = [i % items for i in range(count)]
+            feeds = [{k: v[i:i + 1] for k, v in inputs.items()} for i in picks]
+            before = self._counts(version)
+            with self._runner(protocol, list(expected), concurrency=count) as runner:
+                answers = runner.infer_many(feeds)
+            after = self._counts(version)
+            for answer in answers:
+                if isinstance(answer, TritonUnavailableError):
+                    raise answer
+            errors = [a for a in answers if isinstance(a, TritongenError)]
+            match = not errors and all(
+                all(p.passed for p in compare_outputs(a, {k: v[i:i + 1] for k, v in expected.items()}, atol, rtol).values())
+                for a, i in zip(answers, picks, strict=True) if isinstance(a, dict))
+            inferences, executions = after[0] - before[0], after[1] - before[1]
+            batched = 0 < executions < inferences
+            note = (f"{count} requests ran as {executions} executions ({inferences / max(executions, 1):.1f} items each)"
+                    if batched else f"{count} requests ran as {executions} executions: no batching seen")
+            if errors:
+                note += f"; {len(errors)} requests failed: {errors[0].one_line()}"
+            elif not match:
+                note += "; some requests got outputs that do not match their own item's reference"
+            check = BatchingCheck(True, batched and match, count, inferences, executions, match, note)
+            if batched or errors or not match:
+                break
+        assert check is not None
+        return check
+
+    def _counts(self, version: int) -> tuple[int, int]:
+        stats = self.control.get_inference_statistics(self.name, str(version))
+        for entry in stats.get("model_stats", []):
+            if entry.get("name") == self.name:
+                return int(entry.get("inference_count", 0)), int(entry.get("execution_count", 0))
+        return 0, 0
+
+    def _bad_requests(self, protocol: str, inputs: dict[str, np.ndarray]) -> list[BadRequestCheck]:
+        checks = []
+        with self._runner(protocol, []) as runner:
+            for case, feeds in bad_feeds(inputs, self.config.max_batch_size).items():
+                try:
+                    runner.infer(feeds)
+                except TritonRequestError as exc:
+                    checks.append(BadRequestCheck(case, protocol, bool(exc.server_message), exc.server_message))
+                    continue
+                checks.append(BadRequestCheck(case, protocol, False, None))
+        return checks
+
+
+def bad_feeds(inputs: Mapping[str, np.ndarray], max_batch_size: int) -> dict[str, dict[str, np.ndarray]]:
+    """Requests the server must refuse, made from valid reference inputs by breaking one thing each."""
+    batched = max_batch_size > 0
+    one = {k: v[:1] for k, v in inputs.items()} if batched else dict(inputs)
+    first, array = next(iter(one.items()))
+    wrong_type = np.float32 if array.dtype == np.float64 or not np.issubdtype(array.dtype, np.floating) else np.float64
+    cases = {
+        "wrong dtype": {**one, first: array.astype(wrong_type)},
+        # An extra trailing axis of 2 breaks the rank, or the size of a per-item scalar written as dims [1].
+        "wrong shape": {**one, first: np.repeat(array[..., np.newaxis], 2, axis=-1)},
+        "unknown input name": {**one, UNKNOWN_INPUT: array},
+    }
+    if batched:
+        cases["batch above max_batch_size"] = {k: np.repeat(v, max_batch_size + 1, axis=0) for k, v in one.items()}
+    return cases
+
+
+def config_differences(expected: Any, served: Any, path: str = "") -> list[str]:
+    """Fields set in `expected` whose value differs on `served`; fields only the server set are Triton's defaults."""
+    differences: list[str] = []
+    for fd, value in expected.ListFields():
+        where = f"{path}{fd.name}"
+        other = getattr(served, fd.name)
+        if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+            value_is_message = fd.message_type.fields_by_name["value"].message_type is not None
+            for key in value:
+                if key not in other:
+                    differences.append(f"{where}[{key!r}] is missing on the server")
+                elif value_is_message:
+                    differences += config_differences(value[key], other[key], f"{where}[{key!r}].")
+                elif value[key] != other[key]:
+                    differences.append(f"{where}[{key!r}]: wrote {value[key]!r}, server has {other[key]!r}")
+        elif fd.is_repeated and fd.message_type is not None:
+            if len(value) != len(other):
+                differences.append(f"{where}: wrote {len(value)} entries, server has {len(other)}")
+            else:
+                for i, (a, b) in enumerate(zip(value, other, strict=True)):
+                    differences += config_differences(a, b, f"{where}[{i}].")
+        elif fd.message_type is not None:
+            differences += config_differences(value, other, f"{where}.")
+        elif (list(value) if fd.is_repeated else value) != (list(other) if fd.is_repeated else other):
+            differences.append(f"{where}: wrote {_show(fd, value)}, server has {_show(fd, other)}")
+    return differences
+
+
+def _show(fd: Any, value: Any) -> str:
+    if fd.enum_type is not None:
+        names = fd.enum_type.values_by_number
+        return str([names[v].name for v in value]) if fd.is_repeated else names[value].name
+    return str(list(value)) if fd.is_repeated else repr(value)
+
+
+def _tolerance(version_dir: Path) -> tuple[float, float]:
+    """The tolerances `build` checked parity with (kept in the manifest)."""
+    try:
+        tolerance = read_manifest(version_dir).get("tolerance", {})
+    except TritongenError:
+        tolerance = {}
+    return float(tolerance.get("atol", DEFAULT_ATOL)), float(tolerance.get("rtol", DEFAULT_RTOL))
+
+
+def _server_gone(handle: ServerHandle, model: str, step: str) -> TritongenError:
+    log = handle.log()
+    lines = relevant_log_lines(log)
+    exit_line = next((line for line in reversed(lines) if line.startswith("[tritongen]")), "")
+    how = exit_line.removeprefix("[tritongen] tritonserver ").strip() or "stopped answering"
+    details = "server log (relevant lines):\n  " + "\n  ".join(lines) if lines else None
+    return TritongenError(f"the Triton server ({handle.description or handle.http_url}) {how} while validating model "
+                          f"'{model}' ({step})", "see the server log below; rerun when the server is stable",
+                          details=details)
+
+
+def _json_safe(value: Any) -> Any:
+    """Infinite errors (a missing output) become null: JSON has no Infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
