@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Create .venv (if missing) and install tritongen with the given extras, from PyPI only.
+# torch is pinned to 2.13.0 in pyproject.toml: that version is a CPU wheel here; other specs pull CUDA builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-all}"
+PYTHON="${PYTHON:-python3}"
+if [[ ! -x .venv/bin/python ]]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/python -m pip install --quiet -e ".[${extras}]" 2>&1 | grep -v -E "^WARNING: Location .* is ignored" || true
+.venv/bin/python -c "import tritongen, torch, onnxruntime; print(f'tritongen {tritongen.__version__} installed (torch {torch.__version__}, onnxruntime {onnxruntime.__version__})')"

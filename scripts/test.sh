@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install everything from nothing, then run the whole test suite (slow, server and Docker tests included).
+#
+# Docker tests need an engine: where none runs and this is root with apt (CI, a fresh VM), .ci/docker-setup.sh
+# installs docker.io, starts dockerd and builds the slim Triton image. Set TRITONGEN_SKIP_DOCKER_SETUP=1 to skip
+# that; the Docker tests then skip, unless TRITONGEN_REQUIRE_DOCKER=1 (CI sets it), where they fail.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh all,test
+if [[ "${TRITONGEN_SKIP_DOCKER_SETUP:-0}" != 1 ]]; then
+  if docker info >/dev/null 2>&1 || { [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; }; then
+    bash .ci/docker-setup.sh
+  else
+    echo "[test.sh] no Docker engine and no root apt: Docker tests will skip" >&2
+  fi
+fi
+.venv/bin/ruff check tritongen tests benchmarks examples
+exec .venv/bin/python -m pytest -ra --durations=15 "$@"
