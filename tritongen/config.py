@@ -59,13 +59,13 @@ def check_intent(cfg: ModelConfig) -> None:
         raise TritongenError(f"--instances {cfg.instance_count} must be at least 1", "e.g. --instances 2")
     if cfg.kind not in KINDS:
         raise TritongenError(f"--kind {cfg.kind} is not one of {', '.join(KINDS)}", "use --kind auto, cpu or gpu")
+    if cfg.preferred_batch_sizes and mbs == 0:
+        raise TritongenError("--preferred-batch-size needs batching, but --max-batch-size is 0",
+                             "drop --preferred-batch-size or set --max-batch-size")
     bad = [b for b in cfg.preferred_batch_sizes if b < 1 or b > mbs]
     if bad:
         raise TritongenError(f"--preferred-batch-size {bad[0]} is outside 1..max batch size {mbs}",
                              "give preferred sizes no larger than --max-batch-size")
-    if cfg.preferred_batch_sizes and mbs == 0:
-        raise TritongenError("--preferred-batch-size needs batching, but --max-batch-size is 0",
-                             "drop --preferred-batch-size or set --max-batch-size")
     if cfg.max_queue_delay_us < 0:
         raise TritongenError(f"--max-queue-delay-us {cfg.max_queue_delay_us} is negative", "use 0 or more")
     if cfg.format == "tensorrt" and cfg.kind == "cpu":

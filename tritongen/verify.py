@@ -43,9 +43,11 @@ class ParityReport:
         return d
 
     def failures(self) -> str:
-        return "; ".join(
-            f"{o.name}: {o.problem or f'max abs err {o.max_abs_err:.3g} (atol {self.atol:g}), max rel err {o.max_rel_err:.3g} (rtol {self.rtol:g})'}"
-            for o in self.outputs if not o.passed)
+        def describe(o: OutputParity) -> str:
+            return o.problem or (f"max abs err {o.max_abs_err:.3g} (atol {self.atol:g}), "
+                                 f"max rel err {o.max_rel_err:.3g} (rtol {self.rtol:g})")
+
+        return "; ".join(f"{o.name}: {describe(o)}" for o in self.outputs if not o.passed)
 
 
 def compare_outputs(
