@@ -1,0 +1,73 @@
+"""Time `tritongen build` as a whole process on a ResNet-18-sized CNN and a small transformer encoder.
+
+Target: under 15 s each on a 2-core machine (Model Navigator's CPU flow: 88 s and 31 s on similar models).
+Run: .venv/bin/python benchmarks/build_time.py [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from examples.make_checkpoint import TinyResNet  # noqa: E402
+from tests.models import TinyEncoder  # noqa: E402
+
+CASES = {
+    "resnet18-sized CNN (11.2 M params, 3x224x224)": (
+        lambda: TinyResNet(num_classes=1000, width=64, stages=4),
+        ["--model-class", "examples.make_checkpoint:TinyResNet",
+         "--model-kwargs", '{"num_classes": 1000, "width": 64, "stages": 4}', "--input", "image:3x224x224:fp32"]),
+    "small encoder (4 layers, d=128, int64 tokens+mask, dynamic seq)": (
+        lambda: TinyEncoder(vocab=1000, d_model=128, layers=4, max_len=256),
+        ["--model-class", "tests.models:TinyEncoder",
+         "--model-kwargs", '{"vocab": 1000, "d_model": 128, "layers": 4, "max_len": 256}',
+         "--input", "tokens:seq:int64", "--input", "mask:seq:int64", "--axis-length", "seq=32,64"]),
+}
+
+
+def time_build(make, args: list[str], workdir: Path) -> tuple[float, dict]:
+    ckpt = workdir / "model.pt"
+    torch.manual_seed(0)
+    torch.save(make().eval().state_dict(), ckpt)
+    repo = workdir / "repo"
+    start = time.perf_counter()
+    proc = subprocess.run([str(Path(sys.executable).parent / "tritongen"), "build", str(ckpt), *args,
+                           "--repository", str(repo), "--no-deploy", "--json"],
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"build failed:\n{proc.stderr}")
+    return elapsed, json.loads(proc.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=3)
+    opts = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}; torch {torch.__version__}")
+    print(f"{'model':<66} {'median s':>9} {'min s':>7}  steps (last run, in-process s)")
+    for label, (make, args) in CASES.items():
+        times, report = [], {}
+        for _ in range(opts.repeat):
+            with tempfile.TemporaryDirectory() as tmp:
+                t, report = time_build(make, args, Path(tmp))
+                times.append(t)
+        steps = ", ".join(f"{k} {v:.1f}" for k, v in report["seconds"].items())
+        verdict = "ok" if statistics.median(times) < 15 else "OVER TARGET"
+        print(f"{label:<66} {statistics.median(times):>9.1f} {min(times):>7.1f}  {steps}  [{verdict}]")
+
+
+if __name__ == "__main__":
+    main()
