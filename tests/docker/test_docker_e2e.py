@@ -55,7 +55,8 @@ def check_inference(http_url: str, grpc_url: str, repository: Path, model: str) 
             for name, want in expected.items():
                 got = result.as_numpy(name)
                 assert got is not None, f"{model}: no output {name} over {module.__name__}"
-                np.testing.assert_allclose(got, want, atol=ATOL, rtol=RTOL, err_msg=f"{model}.{name} ({module.__name__})")
+                np.testing.assert_allclose(got, want, atol=ATOL, rtol=RTOL,
+                                           err_msg=f"{model}.{name} ({module.__name__})")
         finally:
             client.close()
 
@@ -90,7 +91,7 @@ def wait_healthy(container, timeout_s: float = 60.0) -> None:
 
 
 @pytest.mark.parametrize("compose", COMPOSE or [pytest.param(None, marks=pytest.mark.skip(reason="no Compose"))],
-                         ids=lambda c: "-".join(c) if c else "none")
+                         ids=lambda c: {("docker-compose",): "v1", ("docker", "compose"): "v2"}.get(c, "none"))
 def test_compose_up_serves_the_repository(compose: tuple[str, ...], python_repository: BuiltRepository,
                                           slim_image: str, docker_client) -> None:
     """`compose up -d` on the generated folder, as the README says, then inference over HTTP and gRPC, then down."""
@@ -104,7 +105,8 @@ def test_compose_up_serves_the_repository(compose: tuple[str, ...], python_repos
                               text=True, timeout=180)
 
     try:
-        up = run("up", "-d")
+        # Compose v2 can wait for the healthcheck itself; v1 (Debian's 1.29) cannot, so the test polls below.
+        up = run("up", "-d", "--wait") if compose == ("docker", "compose") else run("up", "-d")
         assert up.returncode == 0, up.stderr
         containers = docker_client.containers.list(filters={"label": f"com.docker.compose.project={project}"})
         assert len(containers) == 1, containers
@@ -169,6 +171,28 @@ def test_launch_docker_removes_the_container_on_ctrl_c(python_repository: BuiltR
     # The autouse fixture checks that no labelled container is left.
 
 
+@pytest.mark.parametrize("after_s", [0.05, 0.5], ids=["while-creating", "while-loading"])
+def test_launch_docker_removes_the_container_on_ctrl_c_while_starting(after_s: float,
+                                                                     python_repository: BuiltRepository,
+                                                                     slim_image: str, docker_client) -> None:
+    import signal
+
+    from tritongen.server.docker import launch_docker
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        # At 0.05 s the engine is still creating the container; at 0.5 s the server is loading models.
+        signal.setitimer(signal.ITIMER_REAL, after_s)
+        with pytest.raises(KeyboardInterrupt), launch_docker(python_repository.repository):
+            pytest.fail("the server became ready before the interrupt; the test did not test the start")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def test_launch_docker_puts_the_log_in_the_error_when_a_model_fails(tmp_path: Path,
                                                                    python_repository: BuiltRepository,
                                                                    slim_image: str) -> None:
@@ -230,3 +254,15 @@ def test_image_build_from_a_deploy_folder(python_repository: BuiltRepository, ba
             docker_client.images.remove(tag)
         except docker.errors.ImageNotFound:
             pass
+
+
+def test_launch_docker_gpu_request_without_gpus_is_a_clear_error(python_repository: BuiltRepository, slim_image: str,
+                                                                 docker_client) -> None:
+    from tritongen.server.docker import launch_docker
+
+    if "nvidia" in (docker_client.info().get("Runtimes") or {}):
+        pytest.skip("this engine has the NVIDIA runtime: a GPU request may succeed here")
+    with pytest.raises(TritongenError, match="cannot start a container") as caught:
+        with launch_docker(python_repository.repository, gpus=True):
+            pass
+    assert "NVIDIA Container Toolkit" in (caught.value.hint or "")

@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,14 +28,15 @@ CONTAINER_REPOSITORY = "/models"
 _CONTAINER_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 # Log lines that look like errors but are harmless without a GPU.
 _NOISE = re.compile(r"CudaDriverHelper|NVML|DCGM|pinned memory|CUDA driver|cuda_memory_manager|GPU metrics", re.I)
-_DOCKER_HINT = (
-    "install Docker and start its engine (`dockerd`), or set DOCKER_HOST to a reachable engine; "
-    "or validate without Docker: --server embedded"
-)
+_DOCKER_HINT = "install Docker and start its engine (`dockerd`), or set DOCKER_HOST to a reachable engine"
+_EMBEDDED_HINT = "; or validate without Docker: --server embedded"
 
 
-def docker_client() -> docker.DockerClient:
-    """A client for the engine that DOCKER_HOST (or the default socket) names, or a TritongenError saying why not."""
+def docker_client(*, alternative: str = "") -> docker.DockerClient:
+    """A client for the engine that DOCKER_HOST (or the default socket) names, or a TritongenError saying why not.
+
+    `alternative` is appended to the hint: what the user can do without Docker, where there is something.
+    """
     try:
         import docker
     except ImportError as exc:
@@ -46,7 +48,7 @@ def docker_client() -> docker.DockerClient:
         client.ping()
     except docker.errors.DockerException as exc:
         where = os.environ.get("DOCKER_HOST", "the default socket /var/run/docker.sock")
-        raise TritongenError(f"no Docker engine answers at {where} ({_short(exc)})", _DOCKER_HINT) from exc
+        raise TritongenError(f"no Docker engine answers at {where} ({_short(exc)})", _DOCKER_HINT + alternative) from exc
     return client
 
 
@@ -93,18 +95,21 @@ def launch_docker(
     choice = choose_image(needs, image)
     want_gpus = needs.gpu if gpus is None else gpus
     timeout = DEFAULT_START_TIMEOUT_S if timeout_s is None else timeout_s
-    client = client or docker_client()
+    client = client or docker_client(alternative=_EMBEDDED_HINT)
     require_image(client, choice.ref)
 
     container: Container | None = None
+    # Named up front: a Ctrl-C that lands after the engine created the container but before the SDK call
+    # returned leaves no Container object, and the name still finds it for removal.
+    name = f"tritongen-validate-{uuid.uuid4().hex[:12]}"
     final_log: list[str] = []  # the log as the container was removed, for log() calls after the block
 
     def log() -> str:
         return final_log[0] if final_log else _logs(container)
 
     try:
-        container = _create_container(client, repository, choice.ref, shm_size or SHM_SIZE, want_gpus)
-        container.start()
+        container = _create_container(client, name, repository, choice.ref, shm_size or SHM_SIZE, want_gpus)
+        _start(container, choice.ref, want_gpus)
         ports = _published_ports(container)
         handle = ServerHandle(
             kind="docker",
@@ -118,13 +123,15 @@ def launch_docker(
         yield handle
     finally:
         # Also on KeyboardInterrupt and on errors in the block: a container left running holds ports and memory.
+        if container is None:
+            container = _find(client, name)
         if container is not None:
             final_log.append(_logs(container))
             _remove(container, pending=sys.exc_info()[1])
 
 
 def _create_container(
-    client: docker.DockerClient, repository: Path, image: str, shm_size: str, gpus: bool
+    client: docker.DockerClient, name: str, repository: Path, image: str, shm_size: str, gpus: bool
 ) -> Container:
     import docker
 
@@ -132,6 +139,7 @@ def _create_container(
     try:
         return client.containers.create(
             image,
+            name=name,
             command=[
                 "tritonserver",
                 f"--model-repository={CONTAINER_REPOSITORY}",
@@ -148,10 +156,26 @@ def _create_container(
             detach=True,
         )
     except docker.errors.APIError as exc:
-        hint = _DOCKER_HINT
-        if gpus and "gpu" in str(exc).lower():
-            hint = "install the NVIDIA Container Toolkit on this machine, or serve on CPU (a model asks for KIND_GPU)"
-        raise TritongenError(f"cannot create a container from '{image}': {_short(exc)}", hint) from exc
+        raise TritongenError(f"cannot create a container from '{image}': {_short(exc)}", _api_hint(exc, gpus)) from exc
+
+
+def _start(container: Container, image: str, gpus: bool) -> None:
+    import docker
+
+    try:
+        container.start()
+    except docker.errors.APIError as exc:
+        # The engine checks GPU device requests only here, at start.
+        raise TritongenError(f"cannot start a container from '{image}': {_short(exc)}", _api_hint(exc, gpus)) from exc
+
+
+def _api_hint(exc: Exception, gpus: bool) -> str:
+    if gpus and "gpu" in str(exc).lower():
+        return (
+            "this Docker engine cannot give containers a GPU: install the NVIDIA driver and the NVIDIA Container "
+            "Toolkit, or rebuild the model for CPU (a model asks for KIND_GPU or is a TensorRT plan)"
+        )
+    return _DOCKER_HINT
 
 
 def _volumes(repository: Path) -> dict[str, dict[str, str]]:
@@ -209,14 +233,14 @@ def _wait_ready(container: Container, http_url: str, timeout_s: float, image: st
             raise TritongenError(
                 f"Triton in {image} exited with code {code} before it was ready{_failed_models(log)}",
                 "the server log below says why; fix the model or its config.pbtxt and rebuild",
-                details=_tail(log),
+                details=_explain(log),
             )
         if time.monotonic() > deadline:
             log = _logs(container)
             raise TritongenError(
                 f"Triton in {image} was not ready after {timeout_s:.0f} s{_failed_models(log)}",
                 "the server log below says what it was doing; a big model may need a longer --timeout",
-                details=_tail(log),
+                details=_explain(log),
             )
         time.sleep(0.5)
 
@@ -236,9 +260,26 @@ def _logs(container: Container | None) -> str:
         return "(container log unavailable)"
 
 
+def _explain(log: str) -> str:
+    """The lines of the server log that say why it failed (the embedded launcher's selection), else its tail."""
+    from tritongen.server.local import relevant_log_lines
+
+    picked = relevant_log_lines(log)
+    return "\n".join(picked) if picked else _tail(log)
+
+
 def _tail(log: str, lines: int = 40) -> str:
     kept = [line for line in log.splitlines() if not _NOISE.search(line)]
     return "\n".join(kept[-lines:])
+
+
+def _find(client: docker.DockerClient, name: str) -> Container | None:
+    import docker
+
+    try:
+        return client.containers.get(name)
+    except docker.errors.DockerException:
+        return None
 
 
 def _remove(container: Container, pending: BaseException | None = None) -> None:
