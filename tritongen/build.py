@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,15 @@ from tritongen.config import (
 )
 from tritongen.errors import CheckFailed, TritongenError
 from tritongen.export.onnx import example_batch, example_lengths, onnx_from_module, onnx_output_specs, simplify_onnx
+from tritongen.export.tensorrt import TensorRTOptions, axis_ranges, parse_dynamic_ranges
+from tritongen.precision import (
+    CastingRunner,
+    PrecisionOptions,
+    cast_feeds,
+    model_files,
+    onnx_with_precision,
+    resolve_tolerance,
+)
 from tritongen.repository import (
     CONFIG,
     META_DIR,
@@ -56,7 +65,7 @@ from tritongen.spec import (
 )
 from tritongen.verify import ParityReport, parity_against
 
-FORMATS = ("onnx", "python")
+FORMATS = ("onnx", "python", "tensorrt")
 Step = Callable[[str], AbstractContextManager[Any]]
 
 
@@ -81,12 +90,18 @@ class BuildOptions:
     formats: tuple[str, ...] = ("onnx",)
     opset: int | None = None
     simplify: bool = True
-    atol: float = 1e-4
-    rtol: float = 1e-3
+    atol: float | None = None  # None: the precision's default (1e-4 for fp32, 1e-2 for fp16, measured for int8)
+    rtol: float | None = None
+    precision: PrecisionOptions = field(default_factory=PrecisionOptions)
+    ort_accelerators: tuple[str, ...] = ()  # NAME[:PRECISION]: execution providers for the onnx format
+    ort_engine_cache: str | None = None  # the TensorRT execution provider's cache directory on the server
+    tensorrt: TensorRTOptions = field(default_factory=TensorRTOptions)
     repository: Path = Path("model_repository")
     version: int | None = None
     force: bool = False
     deploy: bool = True
+    deploy_image: str | None = None  # auto | slim | nvidia | an image reference
+    public: bool = False  # bind the deployment's ports on all interfaces
     command: str | None = None  # the command line, recorded in the manifest
 
 
@@ -118,6 +133,7 @@ class BuildResult:
     warnings: list[str] = field(default_factory=list)
     deploy_files: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    precision: dict[str, Any] | None = None  # the precision report (size, speed, fidelity) when not fp32
 
     @property
     def passed(self) -> bool:
@@ -138,6 +154,7 @@ class BuildResult:
             "deploy": [str(p) for p in self.deploy_files],
             "warnings": self.warnings,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "precision": self.precision,
         }
 
 
@@ -166,6 +183,8 @@ def build_model(options: BuildOptions, step: Step | None = None, warn: Callable[
     started = time.perf_counter()
     formats = _check_formats(options.formats)
     name = check_model_name(options.name or model_name_from_path(Path(options.checkpoint)))
+    precision, accelerators = _check_precision_and_targets(options, formats, note)
+    atol, rtol = resolve_tolerance("fp32", options.atol, options.rtol)
     user_inputs = tuple(parse_input_spec(s) for s in options.inputs)
     check_unique_names(user_inputs, "input")
     lengths = _parse_axis_lengths(options.axis_lengths)
@@ -189,6 +208,8 @@ def build_model(options: BuildOptions, step: Step | None = None, warn: Callable[
     _check_axis_lengths(spec, lengths)
     spec = spec.with_outputs(outputs_from_module(loaded.module, spec, options.outputs))
     check_unique_names(spec.outputs, "output")
+    if "tensorrt" in formats:  # an axis without --dynamic-range fails here, not after the export
+        axis_ranges(spec, parse_dynamic_ranges(options.tensorrt.dynamic_ranges), options.preferred_batch_sizes)
     seconds["load"] = time.perf_counter() - started
 
     with staging_dir(repository, name) as stage:
@@ -203,7 +224,7 @@ def build_model(options: BuildOptions, step: Step | None = None, warn: Callable[
         if options.simplify:
             t0 = time.perf_counter()
             with step("simplifying with onnxsim"):
-                result = simplify_onnx(onnx_path, spec, atol=options.atol, rtol=options.rtol)
+                result = simplify_onnx(onnx_path, spec, atol=atol, rtol=rtol)
             simplification = result.message
             if not result.applied:
                 note(result.message)
@@ -212,7 +233,7 @@ def build_model(options: BuildOptions, step: Step | None = None, warn: Callable[
         t0 = time.perf_counter()
         reference = TorchRunner(loaded.module, [t.name for t in spec.inputs], [t.name for t in spec.outputs])
         with step("checking parity: PyTorch vs ONNX Runtime"), OnnxRuntimeRunner(onnx_path) as ort_runner:
-            parity = parity_against(reference, ort_runner, spec, atol=options.atol, rtol=options.rtol)
+            parity = parity_against(reference, ort_runner, spec, atol=atol, rtol=rtol)
         seconds["parity"] = time.perf_counter() - t0
         if not parity.passed:
             raise CheckFailed(
@@ -223,7 +244,20 @@ def build_model(options: BuildOptions, step: Step | None = None, warn: Callable[
 
         ref_inputs = random_inputs(spec, min(4, spec.max_batch_size) if spec.batched else None,
                                    example_lengths(spec), np.random.default_rng(7))
-        ref_outputs = reference.infer(ref_inputs)
+        # Lower precision: onnx/python formats serve the converted ONNX; a TensorRT plan converts on its own.
+        served_spec, served_files, served_parity, precision_report = spec, export.files, parity, None
+        calibration = _calibration(precision, formats, spec, note)
+        if precision.precision != "fp32" and set(formats) & {"onnx", "python"}:
+            t0 = time.perf_counter()
+            converted = onnx_with_precision(onnx_path, spec, reference, precision, stage / "precision", ref_inputs,
+                                            atol=options.atol, rtol=options.rtol, note=note, step=step,
+                                            calibration=calibration)
+            served_spec, served_files, served_parity = converted.spec, converted.files, converted.parity
+            precision_report = {**converted.report.to_dict(), "fp32_export_parity": parity.to_dict()}
+            seconds["precision"] = time.perf_counter() - t0
+        # The reference inputs as the served model takes them (FP16 with --fp16-io), and PyTorch FP32 on them.
+        ref_inputs = cast_feeds(ref_inputs, {t.name: t.dtype for t in served_spec.inputs})
+        ref_outputs = CastingRunner(reference, {t.name: t.dtype for t in spec.inputs}).infer(ref_inputs)
 
         artifacts: list[ArtifactResult] = []
         staged_models: list[tuple[Path, int]] = []
@@ -231,57 +265,120 @@ def build_model(options: BuildOptions, step: Step | None = None, warn: Callable[
             model_stage = stage / model_name
             version_dir = model_stage / str(version)
             version_dir.mkdir(parents=True)
-            for f in export.files:
+            fmt_spec, fmt_parity, fmt_files = served_spec, served_parity, served_files
+            extra: dict[str, Any] = {"precision": precision_report} if precision_report else {}
+            if fmt == "tensorrt":
+                from tritongen.export.tensorrt import check_config_against_engine, plan_into_version_dir
+
+                plan = plan_into_version_dir(
+                    model_files(onnx_path), spec, reference, options.tensorrt, precision.precision, version_dir,
+                    stage / "tensorrt", calibration=calibration[0] if calibration else None,
+                    preferred_batch_sizes=options.preferred_batch_sizes, atol=options.atol, rtol=options.rtol,
+                    accept_fidelity=precision.accept_fidelity, step=step)
+                fmt_spec, fmt_parity, fmt_files = plan.spec, plan.parity, ()
+                extra = {"tensorrt": plan.manifest, **({"precision": {"precision": precision.precision,
+                                                                      "fidelity": plan.fidelity}}
+                                                       if plan.fidelity else {})}
+            for f in fmt_files:
                 _link_or_copy(f, version_dir / f.name)
-            intent = _intent(options, model_name, spec, fmt, source=Path(options.checkpoint).name)
+            intent = _intent(options, model_name, fmt_spec, fmt, source=Path(options.checkpoint).name,
+                             accelerators=accelerators if fmt == "onnx" else ())
             text = render_config(intent)
             proto = parse_config(text)
-            check_config_against_onnx(proto, version_dir / "model.onnx")
+            if fmt == "tensorrt":
+                check_config_against_engine(proto, plan.meta)
+            else:
+                check_config_against_onnx(proto, version_dir / "model.onnx")
             write_text_atomic(model_stage / CONFIG, text)
             if fmt == "python":
                 from tritongen.export.python_runner import write_python_model
 
-                write_python_model(version_dir, spec)
-            save_reference(version_dir, ref_inputs, ref_outputs)
+                write_python_model(version_dir, fmt_spec)
+            save_reference(version_dir, cast_feeds(ref_inputs, {t.name: t.dtype for t in fmt_spec.inputs}), ref_outputs)
             # A copy of the config with each version: the model-level config.pbtxt follows the latest build.
             shutil.copy2(model_stage / CONFIG, version_dir / META_DIR / CONFIG)
-            manifest = _manifest(options, loaded, spec, export, simplification, parity, fmt, model_name, version,
-                                 version_dir, warnings)
+            manifest = _manifest(options, loaded, fmt_spec, export, simplification, fmt_parity, fmt, model_name, version,
+                                 version_dir, warnings) | extra
             write_manifest(version_dir, manifest)
             staged_models.append((model_stage, version))
-            artifacts.append(ArtifactResult(fmt, model_name, version, repository / model_name / str(version) / "model.onnx",
-                                            repository / model_name / CONFIG, parity))
+            artifact_file = "model.plan" if fmt == "tensorrt" else "model.onnx"
+            artifacts.append(ArtifactResult(fmt, model_name, version, repository / model_name / str(version) / artifact_file,
+                                            repository / model_name / CONFIG, fmt_parity))
         for model_stage, version in staged_models:
             install_model_version(model_stage, repository, version)
 
     deploy_files: list[Path] = []
     if options.deploy:
-        deploy_files = _write_deploy(repository, note)
+        deploy_files = _write_deploy(repository, options)
     seconds["total"] = time.perf_counter() - started
     return BuildResult(name, versions[0], repository, artifacts[0].config, spec, artifacts, export.exporter,
-                       export.opset, simplification, warnings, deploy_files, seconds)
+                       export.opset, simplification, warnings, deploy_files, seconds, precision_report)
 
 
-def _write_deploy(repository: Path, note: Callable[[str], None]) -> list[Path]:
-    try:
-        from tritongen.deploy import write_deploy
-    except ImportError:
-        return []
-    return list(write_deploy(repository))
+def _write_deploy(repository: Path, options: BuildOptions) -> list[Path]:
+    from tritongen.deploy import write_deploy
+
+    return list(write_deploy(repository, image=options.deploy_image, public=options.public))
 
 
-def _intent(options: BuildOptions, name: str, spec: ModelSpec, fmt: str, source: str = "a PyTorch checkpoint") -> ModelConfig:
+def _intent(options: BuildOptions, name: str, spec: ModelSpec, fmt: str, source: str = "a PyTorch checkpoint",
+            accelerators: tuple[Any, ...] = ()) -> ModelConfig:
+    from tritongen.accelerators import execution_accelerators, spec_profile_shapes
+
+    entries = execution_accelerators(
+        accelerators, name, cache_dir=options.ort_engine_cache,
+        profile_shapes=spec_profile_shapes(spec, options.tensorrt.dynamic_ranges, options.preferred_batch_sizes)
+        if any(a.name == "tensorrt" for a in accelerators) else None)
+    # A plan's profile may end below --max-batch-size; preferred sizes above it would not be formed anyway.
+    preferred = tuple(b for b in options.preferred_batch_sizes if b <= spec.max_batch_size) if fmt == "tensorrt" \
+        else tuple(options.preferred_batch_sizes)
     return ModelConfig(name=name, spec=spec, format=fmt, instance_count=options.instances, kind=options.kind,
                        max_queue_delay_us=options.max_queue_delay_us,
-                       preferred_batch_sizes=tuple(options.preferred_batch_sizes), source=source)
+                       preferred_batch_sizes=preferred, source=source, accelerators=entries)
+
+
+def _check_precision_and_targets(options: BuildOptions, formats: tuple[str, ...],
+                                 note: Callable[[str], None]) -> tuple[PrecisionOptions, tuple[Any, ...]]:
+    """Precision, accelerator and TensorRT options checked before the slow steps; returns the resolved ones."""
+    from tritongen.accelerators import engine_cache_note, parse_ort_accelerators
+    from tritongen.export.tensorrt import check_tensorrt_available
+    from tritongen.precision import check_precision_options
+
+    for msg in check_precision_options(options.precision):
+        note(msg)
+    precision = options.precision
+    accelerators = parse_ort_accelerators(options.ort_accelerators, kind=options.kind, precision=precision.precision,
+                                          quantize=precision.quantize, formats=formats)
+    if any(a.name == "tensorrt" and a.precision == "int8" for a in accelerators):
+        # TensorRT runs only symmetric (zero-point 0) INT8: quantize the activations that way.
+        precision = replace(precision, symmetric_activations=True)
+    cache_note = engine_cache_note(accelerators, options.name or "<model>", options.ort_engine_cache)
+    if cache_note:
+        note(cache_note)
+    if "tensorrt" in formats:
+        parse_dynamic_ranges(options.tensorrt.dynamic_ranges)
+        if precision.precision == "int8" and precision.calibration_data is None and precision.calibration != "random":
+            raise TritongenError("--format tensorrt --precision int8 needs calibration data: TensorRT calibrates the "
+                                 "engine itself", "pass --calibration-data FILE.npz (or --calibration random for a "
+                                 "test build)")
+        check_tensorrt_available(options.tensorrt)
+    return precision, accelerators
+
+
+def _calibration(precision: PrecisionOptions, formats: tuple[str, ...], spec: ModelSpec,
+                 note: Callable[[str], None]) -> tuple[list[dict[str, np.ndarray]], dict[str, Any]] | None:
+    """Calibration feeds, read once for ONNX Runtime's static quantization and TensorRT's calibrator alike."""
+    from tritongen.precision import calibration_for
+
+    onnx_static = precision.quantize == "static" and set(formats) & {"onnx", "python"}
+    if precision.precision != "int8" or not (onnx_static or "tensorrt" in formats):
+        return None
+    return calibration_for(precision, spec, note)
 
 
 def _check_formats(formats: tuple[str, ...]) -> tuple[str, ...]:
     formats = tuple(dict.fromkeys(f.lower() for f in formats)) or ("onnx",)
     for f in formats:
-        if f == "tensorrt":
-            raise TritongenError("--format tensorrt needs TensorRT and a GPU, which this build does not support yet",
-                                 "use --format onnx or --format python")
         if f not in FORMATS:
             raise TritongenError(f"unknown --format '{f}'", f"use one of {', '.join(FORMATS)}")
     return formats
@@ -520,7 +617,8 @@ def _manifest(options: BuildOptions, loaded: LoadedCheckpoint, spec: ModelSpec, 
         "spec": spec_to_dict(spec),
         "export": {"exporter": export.exporter, "opset": export.opset, "simplification": simplification},
         "artifacts": artifacts,
-        "tolerance": {"atol": options.atol, "rtol": options.rtol},
+        # The tolerance parity was checked at, which validate reuses: it depends on the precision.
+        "tolerance": {"atol": parity.atol, "rtol": parity.rtol},
         "parity": parity.to_dict(),
         "versions": _versions(),
         "warnings": list(warnings),

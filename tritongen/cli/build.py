@@ -26,7 +26,8 @@ from tritongen.cli.common import common_options, emit_json, progress, stderr_con
 @click.option("--pythonpath", multiple=True, type=click.Path(path_type=Path), help="Directory with the model's code.")
 @click.option("--trust-checkpoint", is_flag=True,
               help="Allow loading a full pickled model. Pickles can run arbitrary code: only for files you trust.")
-@click.option("--format", "formats", multiple=True, type=click.Choice(["onnx", "python"]), default=("onnx",),
+@click.option("--format", "formats", multiple=True, type=click.Choice(["onnx", "python", "tensorrt"]),
+              default=("onnx",),
               show_default=True, help="Formats to write; the first gets NAME, others NAME_<format>.")
 @click.option("--max-batch-size", type=click.IntRange(min=0), default=32, show_default=True,
               help="Largest batch Triton forms; 0 means the model does not batch.")
@@ -38,28 +39,89 @@ from tritongen.cli.common import common_options, emit_json, progress, stderr_con
 @click.option("--preferred-batch-size", "preferred", multiple=True, type=int, help="Preferred batch sizes.")
 @click.option("--opset", type=int, help="ONNX opset (default: the exporter's).")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
-@click.option("--atol", type=float, default=1e-4, show_default=True, help="Absolute tolerance for parity.")
-@click.option("--rtol", type=float, default=1e-3, show_default=True, help="Relative tolerance for parity.")
+@click.option("--atol", type=float, help="Absolute tolerance for parity (default 1e-4; fp16: 1e-2; int8: measured).")
+@click.option("--rtol", type=float, help="Relative tolerance for parity (default 1e-3; fp16: 1e-2).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
+              help="Precision of the served model: FP16 conversion or INT8 quantization of the ONNX model (and the "
+                   "TensorRT plan's precision with --format tensorrt).")
+@click.option("--fp16-io", is_flag=True, help="With --precision fp16: FP16 inputs and outputs too (default FP32).")
+@click.option("--quantize", type=click.Choice(["static", "dynamic"]), default="static", show_default=True,
+              help="INT8 method: static (QDQ, per-channel weights, calibrated) or dynamic (no calibration; "
+                   "transformer-like models).")
+@click.option("--calibration-data", type=click.Path(path_type=Path), metavar="NPZ|DIR",
+              help="Calibration inputs for INT8: an .npz with one array per input (items along axis 0), or a folder "
+                   "of them.")
+@click.option("--calibration", "calibration_source", type=click.Choice(["data", "random"]), default="data",
+              show_default=True, help="random: calibrate on random inputs (for testing only).")
+@click.option("--calibration-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True, help="ONNX Runtime's calibrator for static INT8.")
+@click.option("--calibration-items", type=click.IntRange(min=1), default=512, show_default=True,
+              help="At most this many calibration items are used.")
+@click.option("--max-relative-error", type=float,
+              help="Fail when an output's max error exceeds this share of its range (default fp16 0.01, int8 0.1).")
+@click.option("--min-top1-agreement", type=float,
+              help="Fail when a classifier-like output's top-1 agrees with PyTorch on fewer items (default fp16 "
+                   "0.99, int8 0.9).")
+@click.option("--accept-fidelity", is_flag=True, help="Keep a converted model that misses the fidelity thresholds.")
+@click.option("--no-speed", is_flag=True, help="Do not time ONNX Runtime before and after conversion.")
+@click.option("--ort-accelerator", "ort_accelerators", multiple=True,
+              metavar="tensorrt[:fp16|:int8]|cuda|openvino",
+              help="Execution provider for Triton's onnxruntime backend (format onnx).")
+@click.option("--ort-engine-cache", metavar="DIR",
+              help="TensorRT execution provider's engine cache on the server (default /models/NAME/trt_cache).")
+@click.option("--trt-image", metavar="IMAGE",
+              help="Build the TensorRT plan inside this image (NVIDIA's TensorRT image of your Triton release).")
+@click.option("--dynamic-range", "dynamic_ranges", multiple=True, metavar="AXIS:MIN:OPT:MAX",
+              help="Optimization profile range of a dynamic axis for TensorRT (batch defaults to 1:MAX:MAX).")
+@click.option("--trt-workspace-mb", type=click.IntRange(min=1), default=4096, show_default=True,
+              help="TensorRT builder workspace limit.")
+@click.option("--timing-cache", type=click.Path(path_type=Path), help="TensorRT timing cache file (reused across builds).")
+@click.option("--builder-optimization-level", type=click.IntRange(0, 5), help="TensorRT builder optimization level.")
 @click.option("--repository", type=click.Path(path_type=Path), default=Path("model_repository"), show_default=True)
 @click.option("--version", "version", type=int, help="Version to write (default: the next free one).")
 @click.option("--force", is_flag=True, help="Replace an existing --version.")
 @click.option("--no-deploy", is_flag=True, help="Do not write deploy/ next to the repository.")
+@click.option("--deploy-image", metavar="auto|slim|nvidia|IMAGE",
+              help="Image for deploy/docker-compose.yml (default auto: the slim CPU image when it can serve every "
+                   "model, NVIDIA's Triton image otherwise).")
+@click.option("--public", is_flag=True,
+              help="Bind the deployment's ports on all interfaces (Triton has no authentication: see deploy/README.md).")
 @common_options
 def build_command(checkpoint: Path, name: str | None, inputs: tuple[str, ...], outputs: tuple[str, ...],
                   axis_lengths: tuple[str, ...], model_class: str | None, model_kwargs: str | None,
                   pythonpath: tuple[Path, ...], trust_checkpoint: bool, formats: tuple[str, ...], max_batch_size: int,
                   instances: int, kind: str, max_queue_delay_us: int, preferred: tuple[int, ...], opset: int | None,
-                  no_simplify: bool, atol: float, rtol: float, repository: Path, version: int | None, force: bool,
-                  no_deploy: bool, as_json: bool) -> None:
+                  no_simplify: bool, atol: float | None, rtol: float | None, precision: str, fp16_io: bool,
+                  quantize: str, calibration_data: Path | None, calibration_source: str, calibration_method: str,
+                  calibration_items: int, max_relative_error: float | None, min_top1_agreement: float | None,
+                  accept_fidelity: bool, no_speed: bool, ort_accelerators: tuple[str, ...],
+                  ort_engine_cache: str | None, trt_image: str | None, dynamic_ranges: tuple[str, ...],
+                  trt_workspace_mb: int, timing_cache: Path | None, builder_optimization_level: int | None,
+                  repository: Path, version: int | None, force: bool,
+                  no_deploy: bool, deploy_image: str | None, public: bool, as_json: bool) -> None:
     """Export CHECKPOINT to a verified, versioned Triton model repository."""
     from tritongen.build import BuildOptions, build_model
+    from tritongen.export.tensorrt import TensorRTOptions
+    from tritongen.precision import PrecisionOptions
+
+    precision_options = PrecisionOptions(
+        precision=precision, fp16_io=fp16_io, quantize=quantize, calibration_data=calibration_data,
+        calibration=calibration_source, calibration_method=calibration_method, max_calibration_items=calibration_items,
+        max_relative_error=max_relative_error, min_top1_agreement=min_top1_agreement, accept_fidelity=accept_fidelity,
+        measure_speed=not no_speed)
+    tensorrt_options = TensorRTOptions(image=trt_image, workspace_mb=trt_workspace_mb, timing_cache=timing_cache,
+                                       dynamic_ranges=dynamic_ranges,
+                                       builder_optimization_level=builder_optimization_level)
 
     options = BuildOptions(
         checkpoint=checkpoint, name=name, inputs=inputs, outputs=outputs, axis_lengths=axis_lengths,
         model_class=model_class, model_kwargs=model_kwargs, pythonpath=pythonpath, trust_checkpoint=trust_checkpoint,
         max_batch_size=max_batch_size, instances=instances, kind=kind, max_queue_delay_us=max_queue_delay_us,
         preferred_batch_sizes=preferred, formats=formats, opset=opset, simplify=not no_simplify, atol=atol, rtol=rtol,
-        repository=repository, version=version, force=force, deploy=not no_deploy,
+        precision=precision_options, ort_accelerators=ort_accelerators, ort_engine_cache=ort_engine_cache,
+        tensorrt=tensorrt_options,
+        repository=repository, version=version, force=force, deploy=not no_deploy, deploy_image=deploy_image,
+        public=public,
         command=shlex.join(["tritongen", *sys.argv[1:]]))
     err = stderr_console()
     result = build_model(options, step=lambda desc: progress(desc), warn=lambda m: err.print(f"[yellow]warning:[/] {m}",
@@ -81,6 +143,11 @@ def build_command(checkpoint: Path, name: str | None, inputs: tuple[str, ...], o
             mark = "[green]✓[/]" if o.passed else "[red]✗[/]"
             out.print(f"    {mark} parity {o.name}: max abs err {o.max_abs_err:.2e}, max rel err {o.max_rel_err:.2e}",
                       highlight=False)
+    if result.precision:
+        from tritongen.precision import PrecisionReport
+
+        for line in PrecisionReport.lines_from_dict(result.precision):
+            out.print(f"  {line}", highlight=False)
     out.print(f"  checked on {len(result.artifacts[0].parity.cases)} random input sets "
               f"(atol {result.artifacts[0].parity.atol:g}, rtol {result.artifacts[0].parity.rtol:g})", highlight=False)
     if result.deploy_files:
