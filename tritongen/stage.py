@@ -16,6 +16,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from tritongen.errors import TritongenError
+from tritongen.repository import models_in
 
 PYTHON_RUNNER = "python-runner (onnxruntime backend not in this server)"
 # Platforms name their backend implicitly; Triton maps them like this.
@@ -43,6 +44,19 @@ class StagedModel:
 class StagedRepository:
     path: Path
     models: tuple[StagedModel, ...]
+    source: Path  # the user's repository the staged one links to
+
+    @contextlib.contextmanager
+    def naming_original_paths(self) -> Iterator[None]:
+        """Errors raised inside (server logs included) name the user's files, not the staged links to them."""
+        try:
+            yield
+        except TritongenError as exc:
+            staged, source = str(self.path), str(self.source)
+            exc.message = exc.message.replace(staged, source)
+            exc.hint = exc.hint.replace(staged, source) if exc.hint else exc.hint
+            exc.details = exc.details.replace(staged, source) if exc.details else exc.details
+            raise
 
     def model(self, name: str) -> StagedModel:
         for m in self.models:
@@ -67,16 +81,9 @@ def read_config(model_dir: Path) -> model_config_pb2.ModelConfig:
                              "fix the file or rebuild the model with `tritongen build`") from exc
 
 
-def model_names(repository: Path) -> list[str]:
-    """Models of a repository: its subdirectories that hold a config.pbtxt, sorted."""
-    if not repository.is_dir():
-        raise TritongenError(f"model repository '{repository}' does not exist", "run `tritongen build` first")
-    return sorted(p.name for p in repository.iterdir() if (p / "config.pbtxt").is_file())
-
-
 def select_models(repository: Path, wanted: Sequence[str] | None) -> list[str]:
     """The models to work on: all of the repository's, or the ones asked for (each must exist)."""
-    available = model_names(repository)
+    available = [p.name for p in models_in(repository)]
     if not available:
         raise TritongenError(f"'{repository}' holds no model (no <model>/config.pbtxt)",
                              "point at a model repository written by `tritongen build`")
@@ -99,11 +106,6 @@ def served_by(config: model_config_pb2.ModelConfig) -> str:
     return f"{backend_of(config)} backend"
 
 
-def version_dirs(model_dir: Path) -> list[Path]:
-    """Numeric version directories, lowest first."""
-    return sorted((p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
-
-
 def stage_repository(repository: Path, dest: Path, *, backends: Iterable[str],
                      models: Sequence[str] | None = None) -> StagedRepository:
     """Write into `dest` a repository the server with `backends` can load, and say how each model is served."""
@@ -123,7 +125,7 @@ def stage_repository(repository: Path, dest: Path, *, backends: Iterable[str],
             have = ", ".join(sorted(available)) or "none"
             staged.append(StagedModel(name, None, f"needs the {backend} backend, which this server does not have "
                                                    f"(it has: {have}); serve it with --server docker or a full Triton"))
-    return StagedRepository(dest, tuple(staged))
+    return StagedRepository(dest, tuple(staged), repository)
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,11 +24,12 @@ from tritongen.repository import load_reference, read_manifest, versions_of
 from tritongen.runners.triton import PROTOCOLS, TritonRequestError, TritonRunner, TritonUnavailableError
 from tritongen.server import launch, server_alive
 from tritongen.server.base import ServerHandle
-from tritongen.server.local import find_tritonserver, relevant_log_lines
+from tritongen.server.local import EXIT_NOTE, find_tritonserver, relevant_log_lines
 from tritongen.stage import StagedModel, read_config, select_models, served_by, staged_repository
 from tritongen.verify import OutputParity, compare_outputs
 
-BURST_REQUESTS = 32
+BURST_SIZES = (32, 64, 64, 128, 128)
+STATS_SETTLE_S = 2.0
 DEFAULT_ATOL, DEFAULT_RTOL = 1e-4, 1e-3
 UNKNOWN_INPUT = "tritongen_no_such_input"
 Progress = Callable[[str], None]
@@ -97,8 +99,9 @@ class ModelValidation:
             out.append("served config differs: " + "; ".join(self.config.differences))
         for check in (self.http, self.grpc):
             if check and not check.passed:
-                out.append(f"{check.protocol}: " + (check.error or "; ".join(
-                    f"{o.name} {o.problem or f'max abs err {o.max_abs_err:.3g}'}" for o in check.outputs if not o.passed)))
+                wrong = [f"{o.name} {o.problem or f'max abs err {o.max_abs_err:.3g}'}" for o in check.outputs
+                         if not o.passed]
+                out.append(f"{check.protocol}: " + (check.error or "; ".join(wrong)))
         if self.batching and not self.batching.passed:
             out.append(f"batching: {self.batching.note}")
         out += [f"bad request '{b.case}' over {b.protocol} was accepted" for b in self.bad_requests if not b.passed]
@@ -124,25 +127,44 @@ class ValidationReport:
 
 def validate_repository(repository: str | Path, *, models: Sequence[str] | None = None, server: str = "embedded",
                         protocols: Sequence[str] = PROTOCOLS, tritonserver: str | Path | None = None,
-                        timeout_s: float | None = None, on_progress: Progress | None = None) -> ValidationReport:
-    """Serve `repository` (or use the server at URL `server`) and check every model; see the module docstring."""
+                        image: str | None = None, timeout_s: float | None = None,
+                        on_progress: Progress | None = None) -> ValidationReport:
+    """Serve `repository` and check every model (see the module docstring).
+
+    `server`: "embedded" (tritonserver of nvidia-pytriton, or `tritonserver`), "docker" (`image`), or the URL of a
+    running Triton that already serves the repository. Where the server lacks a model's backend (the embedded and
+    slim servers have only the python backend), ONNX models are served by the python runner around the same file
+    and others are reported as skipped.
+    """
     repository = Path(repository)
     progress = on_progress or (lambda _msg: None)
     protocols = _check_protocols(protocols)
     names = select_models(repository, models)
-    if server != "embedded":
+    backends = _server_backends(server, tritonserver, image)
+    if backends is None:  # a server with every backend it needs, or one we cannot inspect: serve as written
         progress(f"connecting to {server}" if server != "docker" else "starting Triton in Docker")
-        with launch(repository, server, timeout_s=timeout_s) as handle:
-            staged = [StagedModel(n, served_by(read_config(repository / n))) for n in names]
-            return _validate_on(handle, repository, repository, staged, protocols, progress)
-    install = find_tritonserver(tritonserver)
-    with staged_repository(repository, backends=install.backend_names, models=names) as staged_repo:
+        with launch(repository, server, image=image, timeout_s=timeout_s) as handle:
+            as_written = [StagedModel(n, served_by(read_config(repository / n))) for n in names]
+            return _validate_on(handle, repository, repository, as_written, protocols, progress)
+    with staged_repository(repository, backends=backends, models=names) as staged_repo:
         if not staged_repo.served:
-            return ValidationReport("embedded tritonserver (not started: no model it can serve)",
+            return ValidationReport(f"{server} tritonserver (not started: no model it can serve)",
                                     tuple(_skipped(m) for m in staged_repo.models))
-        progress("starting the embedded tritonserver")
-        with launch(staged_repo.path, "embedded", tritonserver=tritonserver, timeout_s=timeout_s) as handle:
+        progress(f"starting the {server} tritonserver")
+        with staged_repo.naming_original_paths(), launch(staged_repo.path, server, tritonserver=tritonserver,
+                                                         image=image, timeout_s=timeout_s) as handle:
             return _validate_on(handle, repository, staged_repo.path, list(staged_repo.models), protocols, progress)
+
+
+def _server_backends(server: str, tritonserver: str | Path | None, image: str | None) -> frozenset[str] | None:
+    """The backends a server we start will have, where they are known; None: serve the repository as written."""
+    if server == "embedded":
+        return find_tritonserver(tritonserver).backend_names
+    if server == "docker":
+        from tritongen.deploy import SLIM_BACKENDS, SLIM_IMAGE
+
+        return SLIM_BACKENDS if image in ("slim", SLIM_IMAGE) else None
+    return None
 
 
 def _check_protocols(protocols: Sequence[str]) -> tuple[str, ...]:
@@ -167,8 +189,9 @@ def _validate_on(handle: ServerHandle, repository: Path, served_repository: Path
             if model.served_by is None:
                 results.append(_skipped(model))
                 continue
-            checker = _ModelChecker(handle, control, repository / model.name, read_config(served_repository / model.name),
-                                    model.served_by, protocols, progress)
+            served_config = read_config(served_repository / model.name)
+            checker = _ModelChecker(handle, control, repository / model.name, served_config, model.served_by,
+                                    protocols, progress)
             results.append(checker.run())
     return ValidationReport(handle.description or handle.http_url, tuple(results))
 
@@ -204,12 +227,18 @@ class _ModelChecker:
         self.progress(f"{self.name}: {step}")
 
     def run(self) -> ModelValidation:
+        from tritonclient.utils import InferenceServerException
+
         try:
             return self._run()
         except Exception as exc:
-            if server_alive(self.handle):
-                raise
-            raise _server_gone(self.handle, self.name, self.step) from exc
+            if not server_alive(self.handle):
+                raise _server_gone(self.handle, self.name, self.step) from exc
+            if not isinstance(exc, (TritongenError, InferenceServerException)):
+                raise  # a bug of ours: keep the traceback
+            # The server is up but a call failed (a timeout, an endpoint error): this model fails, the run goes on.
+            text = exc.one_line() if isinstance(exc, TritongenError) else str(exc)
+            return ModelValidation(self.name, None, "UNKNOWN", self.served_by, False, problem=f"{self.step}: {text}")
 
     def _run(self) -> ModelValidation:
         versions = versions_of(self.model_dir)
@@ -230,6 +259,9 @@ class _ModelChecker:
             inputs, expected = load_reference(version_dir)
         except TritongenError as exc:
             return ModelValidation(**base, state=state, passed=False, config=config, problem=exc.one_line())
+        # The reference holds tensors as the model sees them; clients send and receive them as config dims say.
+        inputs = as_config_dims(inputs, self.config.input, self.config.max_batch_size > 0)
+        expected = as_config_dims(expected, self.config.output, self.config.max_batch_size > 0)
         atol, rtol = _tolerance(version_dir)
         checks = {}
         for protocol in self.protocols:
@@ -281,26 +313,32 @@ class _ModelChecker:
         protocol = "grpc" if "grpc" in self.protocols else "http"
         items = len(next(iter(inputs.values())))
         check = None
-        # A very fast model can drain the queue before a second request arrives; a bigger burst settles it.
-        for count in (BURST_REQUESTS, BURST_REQUESTS * 2):
+        # A very fast model can drain the queue as quickly as one client thread fills it, so a burst may show no
+        # batching by chance (seen on 2 CPUs): a few more, bigger bursts settle it; each takes milliseconds.
+        for count in BURST_SIZES:
             self.say(f"burst of {count} concurrent single-item requests over {protocol.upper()}")
             picks = [i % items for i in range(count)]
             feeds = [{k: v[i:i + 1] for k, v in inputs.items()} for i in picks]
+            # Counted before the warm-up request: the server may count a request a moment after answering it.
             before = self._counts(version)
             with self._runner(protocol, list(expected), concurrency=count) as runner:
+                try:
+                    runner.infer(feeds[0])  # connects first, so the burst is not spread out by connection set-up
+                except TritonRequestError as exc:
+                    return BatchingCheck(True, False, count, note=f"a single-item request failed: {exc.server_message}")
                 answers = runner.infer_many(feeds)
-            after = self._counts(version)
+            after = self._counts(version, at_least=before[0] + count + 1)
+            after = after[0] - 1, after[1] - 1  # the warm-up request ran alone: one inference, one execution
             for answer in answers:
                 if isinstance(answer, TritonUnavailableError):
                     raise answer
             errors = [a for a in answers if isinstance(a, TritongenError)]
-            match = not errors and all(
-                all(p.passed for p in compare_outputs(a, {k: v[i:i + 1] for k, v in expected.items()}, atol, rtol).values())
-                for a, i in zip(answers, picks, strict=True) if isinstance(a, dict))
+            match = not errors and all(_matches(answer, expected, item, atol, rtol)
+                                       for answer, item in zip(answers, picks, strict=True))
             inferences, executions = after[0] - before[0], after[1] - before[1]
             batched = 0 < executions < inferences
-            note = (f"{count} requests ran as {executions} executions ({inferences / max(executions, 1):.1f} items each)"
-                    if batched else f"{count} requests ran as {executions} executions: no batching seen")
+            note = f"{count} requests ran as {executions} executions"
+            note += f" ({inferences / executions:.1f} items each)" if batched else ": no batching seen"
             if errors:
                 note += f"; {len(errors)} requests failed: {errors[0].one_line()}"
             elif not match:
@@ -311,12 +349,17 @@ class _ModelChecker:
         assert check is not None
         return check
 
-    def _counts(self, version: int) -> tuple[int, int]:
-        stats = self.control.get_inference_statistics(self.name, str(version))
-        for entry in stats.get("model_stats", []):
-            if entry.get("name") == self.name:
-                return int(entry.get("inference_count", 0)), int(entry.get("execution_count", 0))
-        return 0, 0
+    def _counts(self, version: int, at_least: int = 0) -> tuple[int, int]:
+        """(inferences, executions) so far; waits briefly for `at_least` inferences, as the server may count a
+        request a moment after answering it."""
+        deadline = time.monotonic() + STATS_SETTLE_S
+        while True:
+            stats = self.control.get_inference_statistics(self.name, str(version))
+            entry = next((e for e in stats.get("model_stats", []) if e.get("name") == self.name), {})
+            counts = int(entry.get("inference_count", 0)), int(entry.get("execution_count", 0))
+            if counts[0] >= at_least or time.monotonic() > deadline:
+                return counts
+            time.sleep(0.02)
 
     def _bad_requests(self, protocol: str, inputs: dict[str, np.ndarray]) -> list[BadRequestCheck]:
         checks = []
@@ -331,6 +374,22 @@ class _ModelChecker:
         return checks
 
 
+def _matches(answer: Any, expected: dict[str, np.ndarray], item: int, atol: float, rtol: float) -> bool:
+    """Whether one burst answer is its own item's reference output (not a neighbour's, after splitting a batch)."""
+    own = {k: v[item:item + 1] for k, v in expected.items()}
+    return isinstance(answer, dict) and all(p.passed for p in compare_outputs(answer, own, atol, rtol).values())
+
+
+def as_config_dims(arrays: dict[str, np.ndarray], tensors: Any, batched: bool) -> dict[str, np.ndarray]:
+    """Arrays of tensors that have a `reshape` in the config, shaped as `dims` says (a per-item scalar: [1])."""
+    reshaped = dict(arrays)
+    for tensor in tensors:
+        if tensor.HasField("reshape") and tensor.name in arrays:
+            array = arrays[tensor.name]
+            reshaped[tensor.name] = array.reshape(((len(array),) if batched else ()) + tuple(tensor.dims))
+    return reshaped
+
+
 def bad_feeds(inputs: Mapping[str, np.ndarray], max_batch_size: int) -> dict[str, dict[str, np.ndarray]]:
     """Requests the server must refuse, made from valid reference inputs by breaking one thing each."""
     batched = max_batch_size > 0
@@ -341,7 +400,8 @@ def bad_feeds(inputs: Mapping[str, np.ndarray], max_batch_size: int) -> dict[str
         "wrong dtype": {**one, first: array.astype(wrong_type)},
         # An extra trailing axis of 2 breaks the rank, or the size of a per-item scalar written as dims [1].
         "wrong shape": {**one, first: np.repeat(array[..., np.newaxis], 2, axis=-1)},
-        "unknown input name": {**one, UNKNOWN_INPUT: array},
+        # Renamed rather than added, so the input count is right and only the name is wrong.
+        "unknown input name": {UNKNOWN_INPUT if k == first else k: v for k, v in one.items()},
     }
     if batched:
         cases["batch above max_batch_size"] = {k: np.repeat(v, max_batch_size + 1, axis=0) for k, v in one.items()}
@@ -394,6 +454,11 @@ def _tolerance(version_dir: Path) -> tuple[float, float]:
 
 def _server_gone(handle: ServerHandle, model: str, step: str) -> TritongenError:
     log = handle.log()
+    deadline = time.monotonic() + 3
+    # A killed server stops answering a moment before its exit can be collected; wait to say how it ended.
+    while handle.kind == "embedded" and EXIT_NOTE not in log and time.monotonic() < deadline:
+        time.sleep(0.1)
+        log = handle.log()
     lines = relevant_log_lines(log)
     exit_line = next((line for line in reversed(lines) if line.startswith("[tritongen]")), "")
     how = exit_line.removeprefix("[tritongen] tritonserver ").strip() or "stopped answering"

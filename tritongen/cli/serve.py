@@ -58,6 +58,7 @@ def serve_command(repository: Path, models: tuple[str, ...], tritonserver: Path 
             reasons = "; ".join(f"{m.name}: {m.skipped_reason}" for m in staged.models)
             raise TritongenError(f"no model in '{repository}' can be served by this server ({reasons})",
                                  "serve it with Docker or a Triton that has those backends")
+        stack.enter_context(staged.naming_original_paths())
         with progress("starting the embedded tritonserver", enabled=not as_json):
             handle = stack.enter_context(launch(staged.path, "embedded", tritonserver=tritonserver,
                                                 timeout_s=timeout_s, host=host, ports=ports))

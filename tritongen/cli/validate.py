@@ -22,11 +22,13 @@ from tritongen.cli.serve import stop_on_sigterm
               help="Protocols to run inference over.")
 @click.option("--tritonserver", type=click.Path(path_type=Path), metavar="PATH",
               help="tritonserver binary for the embedded server (default: nvidia-pytriton's, else PATH).")
+@click.option("--image", metavar="IMAGE", help="With --server docker: slim, nvidia or an image reference "
+                                               "(default: the one the generated compose file uses).")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), metavar="SECONDS",
               help="How long to wait for the server to be ready (default: 120 s embedded, 10 s for a URL).")
 @common_options
 def validate_command(repository: Path, models: tuple[str, ...], server: str, protocol: str, tritonserver: Path | None,
-                     timeout_s: float | None, as_json: bool) -> None:
+                     image: str | None, timeout_s: float | None, as_json: bool) -> None:
     """Serve REPOSITORY on a real Triton and check every model: READY, config, HTTP/gRPC parity with PyTorch,
     dynamic batching, bad requests. Exit code 0 only when every model passed."""
     from tritongen.validate import validate_repository
@@ -35,7 +37,7 @@ def validate_command(repository: Path, models: tuple[str, ...], server: str, pro
     err = stderr_console()
     report = validate_repository(
         repository, models=models or None, server=server,
-        protocols=("http", "grpc") if protocol == "both" else (protocol,), tritonserver=tritonserver,
+        protocols=("http", "grpc") if protocol == "both" else (protocol,), tritonserver=tritonserver, image=image,
         timeout_s=timeout_s, on_progress=lambda msg: err.print(f"… {msg}", markup=False, highlight=False))
     if as_json:
         emit_json(report.to_dict())

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -13,6 +15,8 @@ from tritongen.errors import TritongenError
 from tritongen.runners.base import Runner
 
 PROTOCOLS = ("http", "grpc")
+Feeds = Mapping[str, np.ndarray]
+Outputs = dict[str, np.ndarray]
 DEFAULT_TIMEOUT_S = 60.0
 
 
@@ -44,7 +48,7 @@ class TritonRunner(Runner):
         self.version = version
         self.output_names = list(output_names) if output_names else None
         self.timeout_s = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
-        self.concurrency = concurrency  # HTTP connections for `infer_many`
+        self.concurrency = concurrency  # HTTP threads (each with its own connection) for `infer_many`
         self._client: Any = None
 
     @property
@@ -62,10 +66,10 @@ class TritonRunner(Runner):
 
     def activate(self) -> None:
         if self.protocol == "http":
-            self._client = self.module.InferenceServerClient(
-                self.url, concurrency=self.concurrency, connection_timeout=self.timeout_s, network_timeout=self.timeout_s)
+            self._client = self.module.InferenceServerClient(self.url, connection_timeout=self.timeout_s,
+                                                             network_timeout=self.timeout_s)
         else:
-            self._client = self.module.InferenceServerClient(self.url)
+            self._client = self.module.InferenceServerClient(self.url, channel_args=grpc_channel_args())
 
     def deactivate(self) -> None:
         if self._client is not None:
@@ -84,19 +88,11 @@ class TritonRunner(Runner):
             raise self._error_from(exc) from exc
         return self._outputs_of(result)
 
-    def infer_many(self, feeds_list: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray] | TritongenError]:
+    def infer_many(self, feeds_list: Sequence[Feeds]) -> list[Outputs | TritongenError]:
         """Send all requests at once (asynchronously) and wait for every answer; failures come back in place."""
-        requests = [self._request(feeds) for feeds in feeds_list]
         if self.protocol == "http":
-            pending = [self.client.async_infer(self.model, inputs, model_version=self.version, outputs=outputs)
-                       for inputs, outputs in requests]
-            results: list[dict[str, np.ndarray] | TritongenError] = []
-            for handle in pending:
-                try:
-                    results.append(self._outputs_of(handle.get_result(timeout=self.timeout_s)))
-                except Exception as exc:
-                    results.append(self._error_from(exc))
-            return results
+            return self._infer_many_http(feeds_list)
+        requests = [self._request(feeds) for feeds in feeds_list]
         done = threading.Semaphore(0)
         answers: list[Any] = [None] * len(requests)
 
@@ -108,8 +104,9 @@ class TritonRunner(Runner):
             # tritonclient calls back with keywords: callback(result=..., error=...).
             self.client.async_infer(self.model, inputs, functools.partial(callback, index),
                                     model_version=self.version, outputs=outputs, client_timeout=self.timeout_s)
+        deadline = time.monotonic() + self.timeout_s + 5
         for _ in requests:
-            if not done.acquire(timeout=self.timeout_s + 5):
+            if not done.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 break
         gathered: list[dict[str, np.ndarray] | TritongenError] = []
         for answer in answers:
@@ -121,6 +118,31 @@ class TritonRunner(Runner):
             else:
                 gathered.append(self._outputs_of(answer[0]))
         return gathered
+
+    def _infer_many_http(self, feeds_list: Sequence[Feeds]) -> list[Outputs | TritongenError]:
+        # The HTTP client's async_infer sends one request at a time here (no batching ever formed); threads with a
+        # client each do reach the server together.
+        local = threading.local()
+        opened: list[TritonRunner] = []
+
+        def one(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | TritongenError:
+            runner = getattr(local, "runner", None)
+            if runner is None:
+                runner = local.runner = TritonRunner(self.url, self.model, protocol="http", version=self.version,
+                                                     output_names=self.output_names, timeout_s=self.timeout_s)
+                runner.activate()
+                opened.append(runner)
+            try:
+                return runner.infer(feeds)
+            except TritongenError as exc:
+                return exc
+
+        try:
+            with ThreadPoolExecutor(max(1, min(len(feeds_list), self.concurrency))) as pool:
+                return list(pool.map(one, feeds_list))
+        finally:
+            for runner in opened:
+                runner.deactivate()
 
     def _request(self, feeds: Mapping[str, np.ndarray]) -> tuple[list[Any], list[Any] | None]:
         from tritonclient.utils import np_to_triton_dtype
@@ -171,3 +193,20 @@ class TritonRunner(Runner):
             return TritonUnavailableError(f"no answer from {where}: {text}", "check that the server is running")
         return TritonUnavailableError(f"no answer from {where}: {type(exc).__name__}: {exc}",
                                       "check that the server is running")
+
+
+def grpc_channel_args() -> list[tuple[str, int]]:
+    """tritonclient's default channel options, plus: no HTTP proxy. gRPC would send even 127.0.0.1 through an
+    http_proxy from the environment, and tritonclient's HTTP client ignores proxies: both protocols now agree."""
+    from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
+
+    keepalive = KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.enable_http_proxy", 0),
+    ]

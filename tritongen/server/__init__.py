@@ -6,14 +6,15 @@ import contextlib
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from tritongen.errors import TritongenError
 from tritongen.server.base import ServerHandle
 
-__all__ = ["ServerHandle", "handle_from_url", "launch", "server_alive"]
+__all__ = ["ServerHandle", "handle_from_url", "launch", "open_url", "server_alive"]
 
 REMOTE_TIMEOUT_S = 10.0
 
@@ -21,19 +22,24 @@ REMOTE_TIMEOUT_S = 10.0
 @contextlib.contextmanager
 def launch(repository: str | Path, server: str = "embedded", *, tritonserver: str | Path | None = None,
            timeout_s: float | None = None, image: str | None = None, host: str | None = None,
-           ports: tuple[int, int, int] | None = None) -> Iterator[ServerHandle]:
+           ports: tuple[int, int, int] | None = None, extra_args: Sequence[str] = ()) -> Iterator[ServerHandle]:
     """Serve `repository` for the duration of the block and yield where it listens; always stop what was started.
 
     `server` is "embedded" (the tritonserver of nvidia-pytriton, or `tritonserver`), "docker" (`image`),
     or the URL of a server already running, which must already serve the repository (nothing is started or stopped).
+    `host`, `ports` (HTTP, gRPC, metrics) and `extra_args` (tritonserver flags) apply to the embedded server.
     """
     if server == "embedded":
         from tritongen.server.local import launch_local
 
         with launch_local(repository, tritonserver=tritonserver, timeout_s=timeout_s, host=host or "127.0.0.1",
-                          ports=ports) as handle:
+                          ports=ports, extra_args=extra_args) as handle:
             yield handle
-    elif server == "docker":
+        return
+    if extra_args:
+        raise TritongenError(f"tritonserver flags ({' '.join(extra_args)}) can only be given to the embedded server",
+                             "start that server yourself with those flags and pass its URL")
+    if server == "docker":
         from tritongen.server.docker import launch_docker  # imported lazily: needs the docker SDK
 
         with launch_docker(repository, image=image, timeout_s=timeout_s) as handle:
@@ -69,7 +75,7 @@ def _wait_live(http_url: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            with urllib.request.urlopen(f"http://{http_url}/v2/health/live", timeout=2) as response:
+            with open_url(f"http://{http_url}/v2/health/live", timeout_s=2) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, OSError, ValueError):
@@ -80,10 +86,17 @@ def _wait_live(http_url: str, timeout_s: float) -> None:
         time.sleep(0.25)
 
 
+def open_url(url: str, timeout_s: float) -> Any:
+    """GET `url` directly: an HTTP(S)_PROXY in the environment must not reroute requests to a local server
+    (tritonclient ignores proxies too)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    return opener.open(url, timeout=timeout_s)
+
+
 def server_alive(handle: ServerHandle, timeout_s: float = 3.0) -> bool:
     """Whether the server still answers its liveness endpoint."""
     try:
-        with urllib.request.urlopen(f"http://{handle.http_url}/v2/health/live", timeout=timeout_s) as response:
+        with open_url(f"http://{handle.http_url}/v2/health/live", timeout_s=timeout_s) as response:
             return response.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False

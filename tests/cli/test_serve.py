@@ -1,0 +1,51 @@
+"""`tritongen serve` as a user runs it: a foreground process that prints its URLs and stops cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.servers import built_repository, children, copy_repository, wait_until_gone
+
+pytestmark = pytest.mark.server
+
+
+def test_serve_prints_urls_serves_onnx_through_the_runner_and_stops_on_ctrl_c(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    repository = copy_repository(built_repository(tmp_path_factory, "two"), tmp_path_factory.mktemp("serve") / "repo",
+                                 ("two",))
+    process = subprocess.Popen([sys.executable, "-m", "tritongen", "serve", str(repository), "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in process.stdout:  # one JSON object, printed once the server is ready
+            lines.append(line)
+            if line.rstrip() == "}":
+                break
+        info = json.loads("".join(lines))
+        assert info["models"] == [{"name": "two", "served_by": "python-runner (onnxruntime backend not in this server)",
+                                   "skipped_reason": None}]
+        with urllib.request.urlopen(f"http://{info['http_url']}/v2/models/two/ready", timeout=5) as response:
+            assert response.status == 200
+        (server,) = children(process.pid, "tritonserver")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0, process.stderr.read()
+        assert wait_until_gone([server], 1) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_serve_refuses_a_repository_it_cannot_serve_at_all(tmp_path: Path, cli) -> None:
+    (tmp_path / "repo" / "plan" / "1").mkdir(parents=True)
+    (tmp_path / "repo" / "plan" / "config.pbtxt").write_text('platform: "tensorrt_plan" max_batch_size: 1')
+    result = cli("serve", tmp_path / "repo")
+    assert result.exit_code == 2
+    assert "no model in" in result.stderr and "needs the tensorrt backend" in result.stderr

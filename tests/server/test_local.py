@@ -1,0 +1,125 @@
+"""The embedded tritonserver, for real: it starts, serves, explains failures, and never outlives its owner."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.servers import built_repository, copy_repository, group_members, tritonserver_pids, wait_until_gone
+from tritongen.errors import TritongenError
+from tritongen.runners.triton import TritonRunner
+from tritongen.server import launch
+from tritongen.server.local import find_tritonserver, relevant_log_lines, sweep_leftovers
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(scope="module")
+def python_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Only the python-format model: the embedded server loads it as written."""
+    built = built_repository(tmp_path_factory, "two")
+    return copy_repository(built, tmp_path_factory.mktemp("local") / "repository", ("two_python",))
+
+
+def test_finds_the_wheel_binary_with_a_stub_for_this_python() -> None:
+    install = find_tritonserver()
+    assert install.binary.name == "tritonserver" and install.binary.is_file()
+    assert install.python_stub is not None and f"{sys.version_info[0]}.{sys.version_info[1]}" in str(install.python_stub)
+    assert install.backend_names == {"python"}
+
+
+def test_a_bad_tritonserver_path_says_what_to_pass(tmp_path: Path) -> None:
+    with pytest.raises(TritongenError, match="--tritonserver .* is not an executable file") as info:
+        find_tritonserver(tmp_path / "nope")
+    assert "nvidia-pytriton" in info.value.hint
+
+
+def test_serves_then_stops_leaving_no_process_and_no_shared_memory(python_repository: Path) -> None:
+    with launch(python_repository) as handle:
+        (pid,) = tritonserver_pids()
+        with urllib.request.urlopen(f"http://{handle.http_url}/v2/health/ready", timeout=5) as response:
+            assert response.status == 200
+        feeds = {"x": np.ones((2, 4), np.float32), "ids": np.zeros((2, 2), np.int64)}
+        with TritonRunner(handle.grpc_url, "two_python", protocol="grpc") as runner:
+            outputs = runner.infer(feeds)
+        assert outputs["output_0"].shape == (2, 4) and outputs["output_1"].shape == (2, 2)
+        assert "successfully loaded 'two_python'" in handle.log()
+        assert handle.kind == "embedded" and "2.51" in handle.description
+        stubs = group_members(pid)
+        assert len(stubs) >= 2  # the server and at least one python backend stub
+        shm = [p.name for p in Path("/dev/shm").glob(f"tritongen_{os.getpid()}_*")]
+        assert shm, "the python backend should be using our named shared memory"
+    assert wait_until_gone(stubs, 1) == [] and group_members(pid) == []
+    assert not list(Path("/dev/shm").glob(f"tritongen_{os.getpid()}_*"))
+    assert "successfully unloaded" in handle.log()  # still readable after the stop, for error messages
+
+
+def test_a_model_that_fails_to_load_shows_the_servers_error(python_repository: Path, tmp_path: Path) -> None:
+    broken = copy_repository(python_repository, tmp_path / "repository")
+    (broken / "two_python" / "1" / "model.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(TritongenError) as info, launch(broken, timeout_s=60):
+        pass
+    error = info.value
+    assert "failed to load 'two_python' version 1" in error.message
+    assert "Protobuf parsing failed" in error.message  # ONNX Runtime's own words, from the server log
+    assert "full log:" in error.hint and error.details and "failed to load" in error.details
+    assert tritonserver_pids() == []
+
+
+def test_ctrl_c_inside_the_block_stops_the_server(python_repository: Path) -> None:
+    with pytest.raises(KeyboardInterrupt), launch(python_repository):
+        (pid,) = tritonserver_pids()
+        raise KeyboardInterrupt
+    assert wait_until_gone([pid], 1) == [] and group_members(pid) == []
+
+
+def test_the_server_dies_with_a_killed_owner(python_repository: Path, tmp_path: Path) -> None:
+    """SIGKILL gives no chance to clean up: the kernel's parent-death signal takes the server down anyway."""
+    script = tmp_path / "owner.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, sys, time
+        from tritongen.server import launch
+        with launch({str(python_repository)!r}):
+            pid = next(int(p) for p in os.listdir("/proc") if p.isdigit()
+                       and open(f"/proc/{{p}}/stat").read().split(") ")[1].split()[1] == str(os.getpid()))
+            print(pid, flush=True)
+            time.sleep(600)
+    """))
+    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        server_pid = int(owner.stdout.readline())
+        assert Path(f"/proc/{server_pid}").exists()
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(timeout=10)
+        assert wait_until_gone([server_pid], 10) == [], "tritonserver outlived the process that started it"
+        assert wait_until_gone(group_members(server_pid), 15) == [], "python backend stubs outlived their server"
+        # What the killed owner could not remove, the next launch does.
+        leftovers = [*Path(tempfile.gettempdir()).glob(f"tritongen-server-{owner.pid}-*"),
+                     *Path("/dev/shm").glob(f"tritongen_{owner.pid}_*")]
+        assert leftovers and set(leftovers) <= set(sweep_leftovers())
+        assert not any(p.exists() for p in leftovers)
+    finally:
+        owner.kill()
+        owner.wait()
+
+
+def test_relevant_log_lines_keep_errors_and_drop_cpu_only_noise() -> None:
+    traceback = "\\n\\nAt:\\n  /r/m/1/model.py(4): initialize\\n"  # as Triton escapes it into one line
+    log = textwrap.dedent(f"""\
+        W1123 18:00:56.843325 11139 pinned_memory_manager.cc:273] "Unable to allocate pinned system memory"
+        E1123 18:00:56.843507 11139 server.cc:241] "CudaDriverHelper has not been initialized."
+        I1123 18:00:56.844877 11139 model_lifecycle.cc:472] "loading: m:1"
+        E1123 18:00:57.257355 11139 model_lifecycle.cc:642] "failed to load 'm' version 1: Internal: ValueError: bad{traceback}"
+        error: creating server: Internal - failed to load all models
+        """)
+    assert relevant_log_lines(log) == ["failed to load 'm' version 1: Internal: ValueError: bad",
+                                       "error: creating server: Internal - failed to load all models"]

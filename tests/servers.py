@@ -1,0 +1,166 @@
+"""Helpers for tests that start a real tritonserver: repositories built by `build`, and the processes left behind.
+
+Repositories are built once per test session into pytest's base temp directory (a directory per recipe), so
+several test modules share them without module-level state.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests import models
+from tests.conftest import save_checkpoint
+from tritongen.server.local import free_ports
+
+TWO_INPUTS = ("x:4:fp32", "ids:2:int64:0-9")
+ENCODER_INPUTS = ("tokens:seq:int64:0-49", "mask:seq:int64:0-1")
+TENSORRT_CONFIG = """name: "plan"
+platform: "tensorrt_plan"
+max_batch_size: 8
+input { name: "x" data_type: TYPE_FP32 dims: [ 4 ] }
+output { name: "y" data_type: TYPE_FP32 dims: [ 4 ] }
+"""
+
+
+class ScaledSum(torch.nn.Module):
+    """A per-item scalar in and out: x:4:fp32, scale::fp32 -> sum(linear(x)) * scale, one value per item."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).sum(-1) * scale
+
+
+def built_repository(factory: pytest.TempPathFactory, recipe: str) -> Path:
+    """A repository built by `tritongen.build.build_model`, once per session per recipe.
+
+    - "two": TwoInTwoOut (x:4:fp32, ids:2:int64) as `two` (onnx) and `two_python` (python); ScaledSum as
+      `scaled` (onnx), whose per-item scalars are written `dims: [1]` with `reshape: []`.
+    - "encoder": TinyEncoder (tokens, mask over a dynamic `seq` axis) as `enc` (python, 2 instances).
+    """
+    from tritongen.build import BuildOptions, build_model
+
+    root = factory.getbasetemp() / f"built-{recipe}"
+    repository = root / "repository"
+    if repository.is_dir():
+        return repository
+    work = Path(str(root) + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    if recipe == "two":
+        checkpoint = save_checkpoint(models.TwoInTwoOut(), work / "two.pt")
+        build_model(BuildOptions(checkpoint, name="two", model_class="tests.models:TwoInTwoOut", inputs=TWO_INPUTS,
+                                 formats=("onnx", "python"), repository=work / "repository", deploy=False))
+        checkpoint = save_checkpoint(ScaledSum(), work / "scaled.pt")
+        options = BuildOptions(checkpoint, name="scaled", model_class="tests.servers:ScaledSum",
+                               inputs=("x:4:fp32", "scale::fp32"), repository=work / "repository", deploy=False)
+    elif recipe == "encoder":
+        checkpoint = save_checkpoint(models.TinyEncoder(), work / "enc.pt")
+        options = BuildOptions(checkpoint, name="enc", model_class="tests.models:TinyEncoder", inputs=ENCODER_INPUTS,
+                               formats=("python",), instances=2, max_queue_delay_us=2000,
+                               repository=work / "repository", deploy=False)
+    else:
+        raise ValueError(recipe)
+    build_model(options)
+    os.rename(work, root)  # whole or not at all: a failed build is not mistaken for a cached one
+    return repository
+
+
+def copy_repository(source: Path, dest: Path, models_to_keep: tuple[str, ...] | None = None) -> Path:
+    """A private copy of (some models of) a shared repository, for tests that change files."""
+    dest.mkdir(parents=True)
+    for model in sorted(p for p in source.iterdir() if (p / "config.pbtxt").exists()):
+        if models_to_keep is None or model.name in models_to_keep:
+            shutil.copytree(model, dest / model.name)
+    return dest
+
+
+def add_tensorrt_model(repository: Path) -> None:
+    """A TensorRT model config (no plan: the embedded server must skip it without trying to load it)."""
+    (repository / "plan" / "1").mkdir(parents=True)
+    (repository / "plan" / "config.pbtxt").write_text(TENSORRT_CONFIG)
+
+
+def consecutive_free_ports(count: int = 3) -> tuple[int, ...]:
+    """Free ports p, p+1, ...: a server there is found by `--server localhost:p` (gRPC on p+1, as Triton's defaults)."""
+    for _ in range(100):
+        (first,) = free_ports(1)
+        ports = tuple(range(first, first + count))
+        sockets = []
+        try:
+            for port in ports:
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return ports
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no run of free ports found")
+
+
+def children(pid: int, name: str | None = None) -> list[int]:
+    """Live child processes of `pid` (optionally only those whose command name starts with `name`)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        state, ppid = fields[0], int(fields[1])
+        if ppid == pid and state != "Z" and (name is None or comm.startswith(name)):
+            found.append(int(entry.name))
+    return found
+
+
+def tritonserver_pids() -> list[int]:
+    """tritonserver processes this test process started and that are still running."""
+    return children(os.getpid(), "tritonserver")
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes in process group `pgid` (a server and its python backend stubs)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(entry.name))
+    return members
+
+
+def wait_until_gone(pids: list[int], timeout_s: float = 10.0) -> list[int]:
+    """The pids still alive after waiting up to `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if Path(f"/proc/{p}").exists() and "Z" not in _state(p)]
+        if alive:
+            time.sleep(0.1)
+    return alive
+
+
+def _state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "Z"
+    return stat[stat.rindex(")") + 2:].split()[0]

@@ -1,0 +1,98 @@
+"""Staging for a server with fewer backends: ONNX through the python runner, the rest skipped, the original untouched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tritongen.errors import TritongenError
+from tritongen.stage import PYTHON_RUNNER, read_config, select_models, stage_repository, staged_repository
+
+ONNX_CONFIG = """name: "clf"
+platform: "onnxruntime_onnx"
+max_batch_size: 16
+input { name: "image" data_type: TYPE_FP32 dims: [ 3, -1, -1 ] }
+output { name: "logits" data_type: TYPE_FP32 dims: [ 10 ] }
+instance_group { count: 2 kind: KIND_CPU }
+dynamic_batching { preferred_batch_size: [ 4, 8 ] max_queue_delay_microseconds: 500 }
+model_warmup { name: "w" batch_size: 1 inputs { key: "image" value { data_type: TYPE_FP32 dims: [ 3, 8, 8 ]
+  zero_data: true } } }
+parameters { key: "intra_op_num_threads" value { string_value: "1" } }
+"""
+
+
+def write_model(repository: Path, name: str, config: str, files: dict[str, bytes]) -> Path:
+    version = repository / name / "1"
+    version.mkdir(parents=True)
+    (repository / name / "config.pbtxt").write_text(config)
+    for filename, data in files.items():
+        (version / filename).parent.mkdir(parents=True, exist_ok=True)
+        (version / filename).write_bytes(data)
+    return version
+
+
+@pytest.fixture
+def repository(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    write_model(repo, "clf", ONNX_CONFIG, {"model.onnx": b"graph", "model.onnx.data": b"weights",
+                                           "tritongen/reference.npz": b"ref"})
+    write_model(repo, "py", ONNX_CONFIG.replace('platform: "onnxruntime_onnx"', 'backend: "python"'),
+                {"model.py": b"# runs", "model.onnx": b"graph"})
+    write_model(repo, "plan", 'platform: "tensorrt_plan" max_batch_size: 8', {"model.plan": b"engine"})
+    (repo / ".tritongen-build-tmp").mkdir()  # a build in progress is not a model
+    return repo
+
+
+def test_onnx_models_get_the_python_runner_with_an_otherwise_identical_config(repository: Path, tmp_path: Path) -> None:
+    staged = stage_repository(repository, tmp_path / "staged", backends={"python"})
+    assert staged.model("clf").served_by == PYTHON_RUNNER and staged.model("clf").onnx_filename == "model.onnx"
+    original, served = read_config(repository / "clf"), read_config(staged.path / "clf")
+    assert (served.platform, served.backend) == ("", "python")
+    served.backend, served.platform = original.backend, original.platform
+    assert served == original  # dims, batching, instances, warmup, parameters: as written
+    version = staged.path / "clf" / "1"
+    assert (version / "model.py").is_file() and not (version / "model.py").is_symlink()
+    for name in ("model.onnx", "model.onnx.data", "tritongen"):  # linked, not copied
+        assert (version / name).is_symlink() and (version / name).resolve() == (repository / "clf" / "1" / name)
+    assert not (repository / "clf" / "1" / "model.py").exists()
+
+
+def test_models_the_server_has_a_backend_for_are_linked_as_they_are(repository: Path, tmp_path: Path) -> None:
+    staged = stage_repository(repository, tmp_path / "staged", backends={"python"})
+    assert staged.model("py").served_by == "python backend"
+    assert (staged.path / "py" / "config.pbtxt").resolve() == repository / "py" / "config.pbtxt"
+
+
+def test_models_without_a_backend_are_skipped_with_the_reason(repository: Path, tmp_path: Path) -> None:
+    staged = stage_repository(repository, tmp_path / "staged", backends={"python"})
+    plan = staged.model("plan")
+    assert plan.served_by is None and "needs the tensorrt backend" in plan.skipped_reason
+    assert not (staged.path / "plan").exists()  # so the server does not fail trying to load it
+    assert staged.served == ["clf", "py"]
+
+
+def test_a_server_with_onnxruntime_serves_onnx_models_as_written(repository: Path, tmp_path: Path) -> None:
+    staged = stage_repository(repository, tmp_path / "staged", backends={"python", "onnxruntime"})
+    assert staged.model("clf").served_by == "onnxruntime backend"
+    assert read_config(staged.path / "clf").platform == "onnxruntime_onnx"
+
+
+def test_errors_name_the_users_files_not_the_staged_links(repository: Path) -> None:
+    with pytest.raises(TritongenError) as info, staged_repository(repository, backends={"python"}) as staged:
+        with staged.naming_original_paths():
+            raise TritongenError(f"cannot load {staged.path}/clf/1/model.onnx", None, details=f"{staged.path}/x")
+    assert info.value.message == f"cannot load {repository.resolve()}/clf/1/model.onnx"
+    assert "tritongen-stage-" not in (info.value.details or "")
+
+
+def test_model_selection_checks_names(repository: Path) -> None:
+    assert select_models(repository, None) == ["clf", "plan", "py"]
+    with pytest.raises(TritongenError, match="model 'nope' is not in .* \\(it has: clf, plan, py\\)"):
+        select_models(repository, ["nope"])
+
+
+def test_a_config_that_does_not_parse_names_its_file(repository: Path) -> None:
+    (repository / "py" / "config.pbtxt").write_text("max_batch_sise: 3")
+    with pytest.raises(TritongenError, match="py/config.pbtxt is not a valid Triton model config"):
+        read_config(repository / "py")
