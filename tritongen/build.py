@@ -183,7 +183,7 @@ def build_model(options: BuildOptions, step: Step | None = None, warn: Callable[
     started = time.perf_counter()
     formats = _check_formats(options.formats)
     name = check_model_name(options.name or model_name_from_path(Path(options.checkpoint)))
-    precision, accelerators = _check_precision_and_targets(options, formats, note)
+    precision, accelerators = _check_precision_and_targets(options, formats, name, note)
     atol, rtol = resolve_tolerance("fp32", options.atol, options.rtol)
     user_inputs = tuple(parse_input_spec(s) for s in options.inputs)
     check_unique_names(user_inputs, "input")
@@ -274,7 +274,7 @@ def build_model(options: BuildOptions, step: Step | None = None, warn: Callable[
                     model_files(onnx_path), spec, reference, options.tensorrt, precision.precision, version_dir,
                     stage / "tensorrt", calibration=calibration[0] if calibration else None,
                     preferred_batch_sizes=options.preferred_batch_sizes, atol=options.atol, rtol=options.rtol,
-                    accept_fidelity=precision.accept_fidelity, step=step)
+                    accept_fidelity=precision.accept_fidelity, fp16_io=precision.fp16_io, step=step)
                 fmt_spec, fmt_parity, fmt_files = plan.spec, plan.parity, ()
                 extra = {"tensorrt": plan.manifest, **({"precision": {"precision": precision.precision,
                                                                       "fidelity": plan.fidelity}}
@@ -337,7 +337,7 @@ def _intent(options: BuildOptions, name: str, spec: ModelSpec, fmt: str, source:
                        preferred_batch_sizes=preferred, source=source, accelerators=entries)
 
 
-def _check_precision_and_targets(options: BuildOptions, formats: tuple[str, ...],
+def _check_precision_and_targets(options: BuildOptions, formats: tuple[str, ...], name: str,
                                  note: Callable[[str], None]) -> tuple[PrecisionOptions, tuple[Any, ...]]:
     """Precision, accelerator and TensorRT options checked before the slow steps; returns the resolved ones."""
     from tritongen.accelerators import engine_cache_note, parse_ort_accelerators
@@ -352,11 +352,11 @@ def _check_precision_and_targets(options: BuildOptions, formats: tuple[str, ...]
     if any(a.name == "tensorrt" and a.precision == "int8" for a in accelerators):
         # TensorRT runs only symmetric (zero-point 0) INT8: quantize the activations that way.
         precision = replace(precision, symmetric_activations=True)
-    cache_note = engine_cache_note(accelerators, options.name or "<model>", options.ort_engine_cache)
+    cache_note = engine_cache_note(accelerators, name, options.ort_engine_cache)
     if cache_note:
         note(cache_note)
+    parse_dynamic_ranges(options.tensorrt.dynamic_ranges)  # also used for the TensorRT execution provider's profiles
     if "tensorrt" in formats:
-        parse_dynamic_ranges(options.tensorrt.dynamic_ranges)
         if precision.precision == "int8" and precision.calibration_data is None and precision.calibration != "random":
             raise TritongenError("--format tensorrt --precision int8 needs calibration data: TensorRT calibrates the "
                                  "engine itself", "pass --calibration-data FILE.npz (or --calibration random for a "

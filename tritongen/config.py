@@ -21,6 +21,15 @@ _MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 
 
 @dataclass(frozen=True)
+class ExecutionAccelerator:
+    """One `optimization.execution_accelerators` entry: an execution provider of the onnxruntime backend."""
+
+    name: str  # tensorrt | cuda | openvino
+    device: str  # gpu | cpu: which list it goes in
+    parameters: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """What we want Triton to serve; `render_config` turns it into config.pbtxt text."""
 
@@ -34,6 +43,7 @@ class ModelConfig:
     warmup: bool = True
     parameters: dict[str, str] = field(default_factory=dict)
     source: str = "a PyTorch checkpoint"
+    accelerators: tuple[ExecutionAccelerator, ...] = ()  # onnx format only
 
 
 def check_model_name(name: str) -> str:
@@ -70,6 +80,9 @@ def check_intent(cfg: ModelConfig) -> None:
         raise TritongenError(f"--max-queue-delay-us {cfg.max_queue_delay_us} is negative", "use 0 or more")
     if cfg.format == "tensorrt" and cfg.kind == "cpu":
         raise TritongenError("TensorRT plans run only on GPUs, but --kind cpu was given", "use --kind gpu or auto")
+    if cfg.accelerators and cfg.format != "onnx":
+        raise TritongenError(f"execution accelerators apply to the onnxruntime backend, not the {cfg.format} format",
+                             "use --ort-accelerator with --format onnx")
 
 
 def _tensor_ctx(t: TensorSpec) -> dict[str, Any]:
@@ -109,6 +122,8 @@ def render_config(cfg: ModelConfig) -> str:
         "warmup": warmup if cfg.warmup else [],
         "warmup_batch_size": 1 if spec.batched else 0,
         "parameters": cfg.parameters,
+        "gpu_accelerators": [a for a in cfg.accelerators if a.device == "gpu"],
+        "cpu_accelerators": [a for a in cfg.accelerators if a.device == "cpu"],
     }
     if not ctx["backend"] and not ctx["platform"]:
         raise TritongenError(f"unknown format '{cfg.format}'", "use --format onnx or python")

@@ -15,10 +15,14 @@ def main() -> None:
 
 def _register() -> None:
     # Each command lives in its own module; importing it here adds it to the group.
-    from tritongen.cli import build  # noqa: F401
-    from tritongen.cli import image  # noqa: F401
-    from tritongen.cli import serve  # noqa: F401
-    from tritongen.cli import validate  # noqa: F401
+    from tritongen.cli import (
+        bench,  # noqa: F401
+        build,  # noqa: F401
+        image,  # noqa: F401
+        serve,  # noqa: F401
+        tune,  # noqa: F401
+        validate,  # noqa: F401
+    )
 
 
 _register()

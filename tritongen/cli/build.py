@@ -144,9 +144,9 @@ def build_command(checkpoint: Path, name: str | None, inputs: tuple[str, ...], o
             out.print(f"    {mark} parity {o.name}: max abs err {o.max_abs_err:.2e}, max rel err {o.max_rel_err:.2e}",
                       highlight=False)
     if result.precision:
-        from tritongen.precision import PrecisionReport
+        from tritongen.precision import precision_summary
 
-        for line in PrecisionReport.lines_from_dict(result.precision):
+        for line in precision_summary(result.precision):
             out.print(f"  {line}", highlight=False)
     out.print(f"  checked on {len(result.artifacts[0].parity.cases)} random input sets "
               f"(atol {result.artifacts[0].parity.atol:g}, rtol {result.artifacts[0].parity.rtol:g})", highlight=False)
