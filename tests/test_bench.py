@@ -1,0 +1,203 @@
+"""`bench` against the real embedded tritonserver: a short sweep, the report folder, HTTP, fixed request counts,
+dynamic axes, a server started elsewhere (--url), and the one-line errors for bad options."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests import models
+from tests.conftest import CliResult, save_checkpoint
+from tritongen.bench import (
+    LatencyStats,
+    LoadSettings,
+    bench_model,
+    parse_concurrencies,
+    server_stats,
+)
+from tritongen.errors import TritongenError
+from tritongen.server.local import free_ports
+from tritongen.stage import PYTHON_RUNNER
+
+
+def build(tmp: Path, name: str, model: object, model_class: str, inputs: tuple[str, ...], **options: object) -> Path:
+    from tritongen.build import BuildOptions, build_model
+
+    checkpoint = save_checkpoint(model, tmp / f"{name}.pt")  # type: ignore[arg-type]
+    build_model(BuildOptions(checkpoint, name=name, model_class=model_class, inputs=inputs, repository=tmp / "repo",
+                             deploy=False, **options))  # type: ignore[arg-type]
+    return tmp / "repo"
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`cnn`: SmallCNN (image:3x32x32, onnx, max batch 32) and `fcn`: FullyConv (image:3xHxW, python format)."""
+    tmp = tmp_path_factory.mktemp("bench")
+    build(tmp, "cnn", models.SmallCNN(), "tests.models:SmallCNN", ("image:3x32x32:fp32",))
+    build(tmp, "fcn", models.FullyConv(), "tests.models:FullyConv", ("image:3xHxW:fp32",), formats=("python",),
+          max_batch_size=8)
+    return tmp / "repo"
+
+
+def consecutive_ports() -> tuple[int, int, int]:
+    for _ in range(50):
+        sockets = []
+        try:
+            (first,) = free_ports(1)
+            for port in (first, first + 1, first + 2):
+                sockets.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                sockets[-1].bind(("127.0.0.1", port))
+            return first, first + 1, first + 2
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no three consecutive free ports")
+
+
+def check_point_is_sane(point: dict, batch_size: int = 1) -> None:
+    assert point["requests"] > 0 and point["errors"] == 0 and point["throughput"] > 0
+    latency = point["latency"]
+    assert 0 < latency["p50"] <= latency["p90"] <= latency["p95"] <= latency["p99"] <= latency["max"]
+    server = point["server"]
+    assert server["executions"] >= 1 and server["avg_batch"] >= 1
+    # Every executed batch holds whole requests; the sizes Triton reports add up to its inference count.
+    assert sum(size * n for size, n in ((int(k), v) for k, v in server["batch_sizes"].items())) == server["inferences"]
+    assert server["queue_ms"] >= 0 and server["compute_ms"] > 0
+    assert 0 < point["client_cpu_share"] < 1 and point["client_cpu_us_per_request"] > 0
+    assert point["batch_size"] == batch_size
+
+
+@pytest.mark.server
+def test_bench_sweeps_concurrency_and_writes_a_report(cli: Callable[..., CliResult], repository: Path,
+                                                      tmp_path: Path) -> None:
+    result = cli("bench", "cnn", "--repository", repository, "--concurrency", "4,1", "--duration", "1",
+                 "--warmup", "0.5", "--report", tmp_path / "report", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = result.json()
+    assert report["ok"] and report["model"] == "cnn" and report["version"] == "1"
+    assert report["served_by"] == PYTHON_RUNNER and report["protocol"] == "grpc"
+    assert [p["concurrency"] for p in report["points"]] == [1, 4]
+    for point in report["points"]:
+        check_point_is_sane(point)
+    # One request in flight can never be batched with another.
+    assert report["points"][0]["server"]["avg_batch"] == 1
+    assert report["config"] | {"intra_op_threads": 0} == {
+        "instances": 1, "max_batch_size": 32, "dynamic_batching": True, "max_queue_delay_us": 100,
+        "preferred_batch_sizes": [], "intra_op_threads": 0}
+    ceiling = report["ceiling"]
+    assert ceiling["throughput"] > 0 and ceiling["batch_size"] in (1, 2, 4, 8, 16, 32)
+    assert set(ceiling["by_batch"]) == {"1", "2", "4", "8", "16", "32"}
+    assert 0 < report["fraction_of_ceiling"] == pytest.approx(report["best_throughput"] / ceiling["throughput"])
+    generator = report["generator"]
+    assert generator["noop_model"] == "tritongen_noop_cnn" and generator["noop_throughput"] > 0
+    assert generator["requests_per_core_s"] > 0
+    assert any("python backend" in note for note in report["notes"])
+
+    files = {Path(f).name for f in report["report_files"]}
+    assert files == {"report.md", "report.json", "bench.png"}
+    folder = tmp_path / "report"
+    assert (folder / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((folder / "report.json").read_text())["points"] == report["points"]
+    markdown = (folder / "report.md").read_text()
+    for heading in ("## Summary", "## Per concurrency level", "## Is the load generator the bottleneck?",
+                    "## In-process ONNX Runtime by batch size", "![throughput and p99 latency"):
+        assert heading in markdown
+    assert "{{" not in markdown and "{%" not in markdown
+    assert "concurrency 4" in result.stderr  # progress goes to stderr: stdout held only the JSON object
+
+
+@pytest.mark.server
+def test_bench_over_http_with_a_request_count_batches_and_dynamic_axes(repository: Path) -> None:
+    report = bench_model(repository, "fcn", concurrencies=(2,), batch_size=2, lengths={"H": 12, "W": 10},
+                         settings=LoadSettings(protocol="http", duration_s=None, requests=40), warmup_s=0.3,
+                         ceiling_seconds_per_size=0.1, generator_check=False)
+    assert report.protocol == "http" and report.served_by == "python backend"
+    assert report.lengths == {"H": 12, "W": 10} and report.batch_size == 2
+    (point,) = report.points
+    assert point.requests >= 40 and point.errors == 0
+    assert point.throughput == pytest.approx(point.requests * 2 / point.seconds)
+    assert point.server is not None and point.server.inferences >= 2 * 40
+    assert all(size % 2 == 0 for size in point.server.batch_sizes)  # requests of 2 items are never split
+    assert report.ceiling is not None and set(report.ceiling.by_batch) == {1, 2, 4, 8}
+    assert report.generator is not None and report.generator.noop_throughput is None
+    assert not any("python backend (the embedded" in n for n in report.notes)  # a python model, not a staged one
+
+
+@pytest.mark.server
+def test_bench_against_a_server_already_running(repository: Path, tmp_path: Path) -> None:
+    from tritongen.server import launch
+    from tritongen.server.local import find_tritonserver
+    from tritongen.stage import stage_repository
+
+    staged = stage_repository(repository, tmp_path / "staged", backends=find_tritonserver().backend_names,
+                              models=["cnn"])
+    with launch(staged.path, ports=consecutive_ports()) as handle:  # a URL names HTTP; gRPC is on the next port
+        report = bench_model(repository, "cnn", server=handle.http_url, concurrencies=(2,),
+                             settings=LoadSettings(duration_s=0.5), warmup_s=0, ceiling_seconds_per_size=0.1)
+    assert report.server == f"Triton at {handle.http_url} (gRPC {handle.grpc_url})"
+    assert report.points[0].requests > 0 and report.ceiling is not None
+    assert report.generator is not None and report.generator.noop_throughput is None
+    assert "cannot be given one" in (report.generator.noop_note or "")
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--batch-size", "64"), "--batch-size 64 is above the model's max_batch_size 32"),
+    (("--length", "seq=8"), "--length names axis 'seq', which no input of 'cnn' has"),
+    (("--concurrency", "0,4"), "malformed --concurrency '0,4'"),
+    (("--duration", "1", "--requests", "5"), "--duration and --requests were both given"),
+    (("--length", "seq"), "malformed --length 'seq'"),
+])
+def test_bad_options_fail_in_one_line_before_any_server_starts(cli: Callable[..., CliResult], repository: Path,
+                                                               args: tuple[str, ...], message: str) -> None:
+    result = cli("bench", "cnn", "--repository", repository, *args, "--no-report")
+    assert result.exit_code == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert "starting the embedded tritonserver" not in result.stderr
+
+
+def test_unknown_model_names_the_ones_there(cli: Callable[..., CliResult], repository: Path) -> None:
+    result = cli("bench", "nope", "--repository", repository, "--no-report")
+    assert result.exit_code == 2 and "model 'nope' is not in" in result.stderr and "cnn" in result.stderr
+
+
+def test_server_stats_are_differences_of_two_snapshots() -> None:
+    def snapshot(inferences: int, executions: int, queue_ns: int, compute_ns: int, sizes: dict[int, int]) -> dict:
+        stat = {"count": str(inferences), "ns": str(queue_ns)}
+        return {"model_stats": [{
+            "name": "m", "version": "1", "inference_count": str(inferences), "execution_count": str(executions),
+            "inference_stats": {"success": {"count": str(inferences), "ns": str(queue_ns + compute_ns)},
+                                "queue": stat, "compute_input": {}, "compute_output": {},
+                                "compute_infer": {"count": str(inferences), "ns": str(compute_ns)}},
+            "batch_stats": [{"batch_size": str(b), "compute_infer": {"count": str(n), "ns": "1"}}
+                            for b, n in sizes.items()]}]}
+
+    stats = server_stats(snapshot(10, 10, 1_000_000, 5_000_000, {1: 10}),
+                         snapshot(110, 35, 21_000_000, 105_000_000, {1: 15, 4: 20}), "m")
+    assert stats is not None
+    assert (stats.inferences, stats.executions, stats.requests) == (100, 25, 100)
+    assert stats.avg_batch == 4 and stats.batch_sizes == {1: 5, 4: 20}
+    assert stats.queue_ms == pytest.approx(0.2) and stats.compute_ms == pytest.approx(1.0)
+    assert stats.server_ms == pytest.approx(1.2)
+    assert server_stats(None, snapshot(1, 1, 1, 1, {}), "m") is None
+    assert server_stats(snapshot(1, 1, 1, 1, {}), snapshot(1, 1, 1, 1, {}), "other") is None
+
+
+def test_latency_percentiles_and_concurrency_parsing() -> None:
+    stats = LatencyStats.of([i / 1000 for i in range(1, 101)])  # 1..100 ms
+    assert stats.p50 == pytest.approx(50.5) and stats.p99 == pytest.approx(99.01) and stats.max == 100
+    assert math.isnan(LatencyStats.of([]).p50)
+    assert parse_concurrencies("16, 1,4,4") == (1, 4, 16)
+    with pytest.raises(TritongenError, match="malformed --concurrency"):
+        parse_concurrencies("1,x")
+
+
+def test_bench_needs_a_repository_or_a_url() -> None:
+    with pytest.raises(TritongenError, match="needs --repository"):
+        bench_model(None, "cnn")
