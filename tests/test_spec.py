@@ -43,3 +43,12 @@ def test_shared_axis_gets_one_length_and_ints_respect_range():
     assert feeds["tokens"].shape == (3, 5) == feeds["mask"].shape
     assert feeds["tokens"].min() >= 0 and feeds["tokens"].max() <= 9 and feeds["tokens"].dtype == np.int64
     assert feeds["mask"].dtype == np.bool_
+
+
+def test_spec_round_trips_through_the_manifest_form():
+    from tritongen.spec import spec_from_dict, spec_to_dict
+
+    spec = ModelSpec(inputs=(parse_input_spec("tokens:seq:int64:0-9"), parse_input_spec("image:3xHxW:fp16")),
+                     max_batch_size=8, axis_lengths={"seq": (4, 12)})
+    again = spec_from_dict(spec_to_dict(spec))
+    assert again.inputs == spec.inputs and again.max_batch_size == 8 and again.lengths("seq") == (4, 12)

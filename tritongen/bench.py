@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from tritongen.errors import TritongenError
-from tritongen.spec import ModelSpec, TensorSpec, dtype_from_name, dtype_from_triton, random_inputs
+from tritongen.spec import ModelSpec, TensorSpec, dtype_from_triton, random_inputs, spec_from_dict
 
 DEFAULT_CONCURRENCIES = (1, 2, 4, 8, 16, 32)
 DEFAULT_DURATION_S = 5.0
@@ -171,19 +171,8 @@ class Workload:
 
 
 def spec_from_manifest(manifest: Mapping[str, Any]) -> ModelSpec:
-    """The ModelSpec `build` recorded in a version's manifest.json (the inverse of build.spec_to_dict)."""
-    raw = manifest.get("spec") or {}
-
-    def tensor(entry: Mapping[str, Any]) -> TensorSpec:
-        dims = entry.get("dims") or []
-        axes = entry.get("axes") or [None] * len(dims)
-        shape = tuple(a if a else int(d) for d, a in zip(dims, axes, strict=True))
-        value_range = tuple(entry["value_range"]) if entry.get("value_range") else None
-        return TensorSpec(str(entry["name"]), dtype_from_name(str(entry["dtype"])), shape, value_range)  # type: ignore[arg-type]
-
-    lengths = {k: tuple(int(x) for x in v) for k, v in (raw.get("axis_lengths") or {}).items()}
-    return ModelSpec(tuple(tensor(t) for t in raw.get("inputs", [])), tuple(tensor(t) for t in raw.get("outputs", [])),
-                     int(raw.get("max_batch_size", 0)), lengths)
+    """The ModelSpec `build` recorded in a version's manifest.json."""
+    return spec_from_dict(manifest.get("spec") or {})
 
 
 def spec_from_config(config: Any) -> ModelSpec:

@@ -62,6 +62,7 @@ from tritongen.spec import (
     dtype_from_torch,
     parse_input_spec,
     random_inputs,
+    spec_to_dict,
 )
 from tritongen.verify import ParityReport, parity_against
 
@@ -156,17 +157,6 @@ class BuildResult:
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "precision": self.precision,
         }
-
-
-def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
-    def tensor(t: TensorSpec) -> dict[str, Any]:
-        return {"name": t.name, "dtype": t.dtype.short, "dims": t.triton_dims,
-                "axes": [d if isinstance(d, str) else None for d in t.shape],
-                **({"value_range": list(t.value_range)} if t.value_range else {})}
-
-    return {"inputs": [tensor(t) for t in spec.inputs], "outputs": [tensor(t) for t in spec.outputs],
-            "max_batch_size": spec.max_batch_size,
-            "axis_lengths": {a: list(spec.lengths(a)) for a in spec.dynamic_axes}}
 
 
 def build_model(options: BuildOptions, step: Step | None = None, warn: Callable[[str], None] | None = None) -> BuildResult:

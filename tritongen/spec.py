@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -241,3 +243,29 @@ def random_inputs(spec: ModelSpec, batch: int | None, lengths: dict[str, int], r
 def default_int_range(dtype: DType) -> tuple[int, int]:
     """A cautious default range for integer inputs when nothing better is known."""
     return (0, 255) if dtype.short == "uint8" else (0, 100 if dtype.short != "int8" else 100)
+
+
+def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
+    """The spec as the manifest records it: per tensor name, dtype, Triton dims and axis names."""
+    def tensor(t: TensorSpec) -> dict[str, Any]:
+        return {"name": t.name, "dtype": t.dtype.short, "dims": t.triton_dims,
+                "axes": [d if isinstance(d, str) else None for d in t.shape],
+                **({"value_range": list(t.value_range)} if t.value_range else {})}
+
+    return {"inputs": [tensor(t) for t in spec.inputs], "outputs": [tensor(t) for t in spec.outputs],
+            "max_batch_size": spec.max_batch_size,
+            "axis_lengths": {a: list(spec.lengths(a)) for a in spec.dynamic_axes}}
+
+
+def spec_from_dict(raw: Mapping[str, Any]) -> ModelSpec:
+    """The inverse of `spec_to_dict`: the ModelSpec a manifest recorded."""
+    def tensor(entry: Mapping[str, Any]) -> TensorSpec:
+        dims = entry.get("dims") or []
+        axes = entry.get("axes") or [None] * len(dims)
+        shape = tuple(a if a else int(d) for d, a in zip(dims, axes, strict=True))
+        value_range = (int(entry["value_range"][0]), int(entry["value_range"][1])) if entry.get("value_range") else None
+        return TensorSpec(str(entry["name"]), dtype_from_name(str(entry["dtype"])), shape, value_range)
+
+    lengths = {k: tuple(int(x) for x in v) for k, v in (raw.get("axis_lengths") or {}).items()}
+    return ModelSpec(tuple(tensor(t) for t in raw.get("inputs", [])), tuple(tensor(t) for t in raw.get("outputs", [])),
+                     int(raw.get("max_batch_size", 0)), lengths)
