@@ -142,6 +142,8 @@ def validate_repository(repository: str | Path, *, models: Sequence[str] | None 
     names = select_models(repository, models)
     backends = _server_backends(server, tritonserver, image)
     if backends is None:  # a server with every backend it needs, or one we cannot inspect: serve as written
+        if server == "docker":
+            _refuse_mismatched_plans(repository, names, image)
         progress(f"connecting to {server}" if server != "docker" else "starting Triton in Docker")
         with launch(repository, server, image=image, timeout_s=timeout_s) as handle:
             as_written = [StagedModel(n, served_by(read_config(repository / n))) for n in names]
@@ -154,6 +156,21 @@ def validate_repository(repository: str | Path, *, models: Sequence[str] | None 
         with staged_repo.naming_original_paths(), launch(staged_repo.path, server, tritonserver=tritonserver,
                                                          image=image, timeout_s=timeout_s) as handle:
             return _validate_on(handle, repository, staged_repo.path, list(staged_repo.models), protocols, progress)
+
+
+def _refuse_mismatched_plans(repository: Path, names: Sequence[str], image: str | None) -> None:
+    """A TensorRT plan loads only in the TensorRT release that built it: say so before starting the container."""
+    from tritongen.deploy import choose_image, needs_of_repository
+    from tritongen.export.tensorrt import check_plan_version, plan_tensorrt_version, tensorrt_version_of_image
+
+    plans = [n for n in names if read_config(repository / n).platform == "tensorrt_plan"]
+    if not plans:
+        return
+    server_version = tensorrt_version_of_image(choose_image(needs_of_repository(repository), image).ref)
+    for name in plans:
+        versions = versions_of(repository / name)
+        if versions:
+            check_plan_version(plan_tensorrt_version(repository / name / str(versions[-1])), server_version, name)
 
 
 def _server_backends(server: str, tritonserver: str | Path | None, image: str | None) -> frozenset[str] | None:
@@ -250,8 +267,11 @@ class _ModelChecker:
         self.say(f"v{version}: readiness")
         state, reason = self._state(version)
         if state != "READY":
+            from tritongen.export.tensorrt import version_mismatch_in_log
+
+            mismatch = version_mismatch_in_log(self.handle.log()) if self.config.platform == "tensorrt_plan" else None
             return ModelValidation(**base, state=state, passed=False,
-                                   problem=f"the server reports {state}" + (f": {reason}" if reason else ""))
+                                   problem=mismatch or f"the server reports {state}" + (f": {reason}" if reason else ""))
         self.say("served config")
         config = self._config_check()
         version_dir = self.model_dir / str(version)
