@@ -205,3 +205,25 @@ def test_compose_config_accepts_the_file(compose: str, variant: str, project: Pa
     assert service["healthcheck"]["test"][:2] == ["CMD", "python3"]
     devices = service.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices")
     assert bool(devices) == (variant == "gpu")
+
+
+@pytest.mark.docker
+def test_ort_tensorrt_engine_cache_is_mounted_writable(project: Path) -> None:
+    """The repository is mounted read-only; the engine cache inside it gets its own writable mount."""
+    from tritongen.accelerators import execution_accelerators, parse_ort_accelerators
+    from tritongen.config import ModelConfig, render_config
+    from tritongen.spec import ModelSpec, parse_input_spec
+
+    spec = ModelSpec(inputs=(parse_input_spec("x:4:fp32"),), outputs=(parse_input_spec("y:4:fp32"),), max_batch_size=8)
+    requests = parse_ort_accelerators(("tensorrt:fp16",), kind="gpu", precision="fp32", quantize=None, formats=("onnx",))
+    config = ModelConfig("det", spec, kind="gpu", accelerators=execution_accelerators(requests, "det"))
+    repository = project / "model_repository"
+    (repository / "det" / "1").mkdir(parents=True)
+    (repository / "det" / "config.pbtxt").write_text(render_config(config))
+    write_deploy(repository)
+    compose = (project / "deploy" / "docker-compose.yml").read_text()
+    assert '"../model_repository/det/trt_cache:/models/det/trt_cache"' in compose
+    result = subprocess.run(["docker-compose", "config"], cwd=project / "deploy", capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert f"{repository / 'det' / 'trt_cache'}:/models/det/trt_cache:rw" in result.stdout

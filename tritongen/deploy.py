@@ -50,6 +50,8 @@ class ModelNeeds:
     name: str
     backend: str  # "python", "onnxruntime", "tensorrt", ...
     gpu: bool
+    # Paths under the repository the server must write: ORT's TensorRT engine cache, so engines survive restarts.
+    writable: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,13 +112,23 @@ def needs_of_repository(repository: Path) -> RepositoryNeeds:
         kinds = [g.kind for g in config.instance_group]
         # TensorRT plans always run on a GPU, whatever the instance group says.
         gpu = backend == "tensorrt" or model_config_pb2.ModelInstanceGroup.KIND_GPU in kinds
-        models.append(ModelNeeds(name=config.name or config_path.parent.name, backend=backend, gpu=gpu))
+        models.append(ModelNeeds(name=config.name or config_path.parent.name, backend=backend, gpu=gpu,
+                                 writable=_writable_paths(config)))
     if not models:
         raise TritongenError(
             f"model repository {repository} holds no model (no <model>/config.pbtxt)",
             "run `tritongen build` first, or pass the right path",
         )
     return RepositoryNeeds(tuple(models))
+
+
+def _writable_paths(config: object) -> tuple[str, ...]:
+    """Engine cache directories inside the repository that an execution accelerator writes to."""
+    accelerators = config.optimization.execution_accelerators  # type: ignore[attr-defined]
+    paths = {value for acc in accelerators.gpu_execution_accelerator for key, value in acc.parameters.items()
+             if key in ("trt_engine_cache_path", "trt_timing_cache_path")}
+    prefix = CONTAINER_REPOSITORY + "/"
+    return tuple(sorted(p[len(prefix):].strip("/") for p in paths if p.startswith(prefix)))
 
 
 def choose_image(needs: RepositoryNeeds, image: str | None = None) -> ImageChoice:
@@ -199,6 +211,7 @@ def write_deploy(
         "needs": needs,
         "gpu": needs.gpu,
         "python_models": [m.name for m in needs.models if m.backend == "python"],
+        "writable": sorted({path for m in needs.models for path in m.writable}),
         "bind": "0.0.0.0" if public else "127.0.0.1",
         "public": public,
         "ports": ports,
