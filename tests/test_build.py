@@ -206,9 +206,10 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, cli, cnn_check
                  "--no-deploy")
     assert result.exit_code == 2, result.stderr
     assert fragment in result.stderr
-    assert "Traceback" not in result.stderr and result.stderr.strip().startswith("error:") or "✓" in result.stderr
-    assert not repo.exists() or not any(p for p in repo.iterdir() if not p.name.startswith("."))
-    assert not repo.exists() or not list(repo.iterdir())
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and fragment in errors[0]  # one line: the problem and the fix
+    assert not repo.exists() or not list(repo.iterdir())  # nothing written, no staging left behind
 
 
 def test_json_error_output(tmp_path, cli):
