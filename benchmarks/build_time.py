@@ -25,10 +25,11 @@ from examples.make_checkpoint import TinyResNet  # noqa: E402
 from tests.models import TinyEncoder  # noqa: E402
 
 CASES = {
-    "resnet18-sized CNN (11.2 M params, 3x224x224)": (
-        lambda: TinyResNet(num_classes=1000, width=64, stages=4),
+    "ResNet-18 (11.7 M params, 3x224x224)": (
+        lambda: TinyResNet(num_classes=1000, width=64, stages=4, imagenet_stem=True),
         ["--model-class", "examples.make_checkpoint:TinyResNet",
-         "--model-kwargs", '{"num_classes": 1000, "width": 64, "stages": 4}', "--input", "image:3x224x224:fp32"]),
+         "--model-kwargs", '{"num_classes": 1000, "width": 64, "stages": 4, "imagenet_stem": true}',
+         "--input", "image:3x224x224:fp32"]),
     "small encoder (4 layers, d=128, int64 tokens+mask, dynamic seq)": (
         lambda: TinyEncoder(vocab=1000, d_model=128, layers=4, max_len=256),
         ["--model-class", "tests.models:TinyEncoder",

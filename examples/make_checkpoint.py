@@ -29,11 +29,19 @@ class Block(nn.Module):
 
 
 class TinyResNet(nn.Module):
-    """image:3x64x64:fp32 -> logits [num_classes]. width=64 and 4 stages gives a ResNet-18-sized model."""
+    """image:3x64x64:fp32 -> logits [num_classes].
 
-    def __init__(self, num_classes: int = 10, width: int = 16, stages: int = 3) -> None:
+    width=64, stages=4 and imagenet_stem=True is ResNet-18 (11.2 M parameters; the stem's 7x7 stride-2 conv and
+    max pool make 224x224 inputs cost what they cost in ResNet-18).
+    """
+
+    def __init__(self, num_classes: int = 10, width: int = 16, stages: int = 3, imagenet_stem: bool = False) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        if imagenet_stem:
+            self.stem = nn.Sequential(nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+                                      nn.MaxPool2d(3, 2, 1))
+        else:
+            self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
         layers, cin = [], width
         for i in range(stages):
             cout = width * 2**i
