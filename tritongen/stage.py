@@ -90,7 +90,7 @@ def select_models(repository: Path, wanted: Sequence[str] | None) -> list[str]:
     for name in wanted or ():
         if name not in available:
             raise TritongenError(f"model '{name}' is not in '{repository}' (it has: {', '.join(available)})",
-                                 "pass one of those names to --model")
+                                 "use one of those model names")
     return list(wanted) if wanted else available
 
 
