@@ -242,7 +242,7 @@ def random_inputs(spec: ModelSpec, batch: int | None, lengths: dict[str, int], r
 
 def default_int_range(dtype: DType) -> tuple[int, int]:
     """A cautious default range for integer inputs when nothing better is known."""
-    return (0, 255) if dtype.short == "uint8" else (0, 100 if dtype.short != "int8" else 100)
+    return (0, 255) if dtype.short == "uint8" else (0, 100)
 
 
 def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:

@@ -186,7 +186,6 @@ def _export_legacy(module: Any, args: tuple[Any, ...], spec: ModelSpec, path: Pa
 def rename_graph_axes(model: Any, spec: ModelSpec) -> None:
     """Give every symbolic dim of the inputs our axis name (dynamo writes `s77`), and the same symbol elsewhere."""
     mapping: dict[str, str] = {}
-    offset = 1 if spec.batched else 0
     graph_inputs = {i.name: i for i in model.graph.input}
     for t in spec.inputs:
         value = graph_inputs.get(t.name)
@@ -197,7 +196,6 @@ def rename_graph_axes(model: Any, spec: ModelSpec) -> None:
         for i, d in enumerate(dims):
             if i < len(wanted) and wanted[i] and d.HasField("dim_param") and d.dim_param != wanted[i]:
                 mapping.setdefault(d.dim_param, wanted[i])
-    del offset
     if not mapping:
         return
     for value in list(model.graph.input) + list(model.graph.output) + list(model.graph.value_info):
