@@ -150,9 +150,17 @@ def test_versions_are_never_overwritten_without_force(tmp_path, cli, cnn_checkpo
     refused = cli("build", cnn_checkpoint, *CNN_ARGS, "--repository", repo, "--version", "1")
     assert refused.exit_code == 2 and "already exists" in refused.stderr and "--force" in refused.stderr
     assert (repo / "cnn" / "1" / "model.onnx").read_bytes() == first
+    # A hand edit of the live config is never lost: the next build keeps it beside the new config and says so.
+    config_path = repo / "cnn" / "config.pbtxt"
+    config_path.write_text(config_path.read_text().replace("count: 2", "count: 3"))
+    edited = cli("build", cnn_checkpoint, *CNN_ARGS, "--repository", repo, "--json")
+    assert edited.exit_code == 0 and any("kept them as" in w for w in edited.json()["warnings"])
+    (backup,) = (repo / "cnn").glob("config.pbtxt.bak-*")
+    assert "count: 3" in backup.read_text() and "count: 1" in config_path.read_text()
+    backup.unlink()
     forced = cli("build", cnn_checkpoint, *CNN_ARGS, "--repository", repo, "--version", "1", "--force", "--json")
     assert forced.exit_code == 0 and forced.json()["version"] == 1
-    assert sorted(p.name for p in (repo / "cnn").iterdir()) == ["1", "2", "config.pbtxt"]
+    assert sorted(p.name for p in (repo / "cnn").iterdir()) == ["1", "2", "3", "config.pbtxt"]
 
 
 def test_both_formats(tmp_path, cli, cnn_checkpoint):

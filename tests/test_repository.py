@@ -41,18 +41,32 @@ def test_resolve_version_refuses_existing_without_force(tmp_path):
     assert resolve_version(tmp_path / "m", None, force=False) == 3
 
 
-def test_install_new_then_next_version_keeps_the_old_config(tmp_path):
+def test_install_new_then_next_version_keeps_an_unrecorded_config(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     with staging_dir(repo, "m") as stage:
-        install_model_version(stage_model(stage, "m", 1, "config one"), repo, 1)
+        assert install_model_version(stage_model(stage, "m", 1, "config one"), repo, 1) == (repo / "m" / "1", None)
     with staging_dir(repo, "m") as stage:
-        install_model_version(stage_model(stage, "m", 2, "config two"), repo, 2)
-    assert (repo / "m" / "config.pbtxt").read_text() == "config two"
-    assert (repo / "m" / "1" / "tritongen" / "config.pbtxt").read_text() == "config one"
+        version_dir, backup = install_model_version(stage_model(stage, "m", 2, "config two"), repo, 2)
+    assert version_dir == repo / "m" / "2" and (repo / "m" / "config.pbtxt").read_text() == "config two"
+    # No version recorded "config one" as the config it was built with: it is kept beside the new one.
+    assert backup is not None and backup.name.startswith("config.pbtxt.bak-") and backup.read_text() == "config one"
     assert (repo / "m" / "1" / "model.onnx").read_text() == "weights v1"
     # Staging directories are gone; Triton sees only the model.
     assert [p.name for p in repo.iterdir()] == ["m"] and models_in(repo) == [repo / "m"]
+
+
+def test_a_config_a_version_recorded_needs_no_backup(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    with staging_dir(repo, "m") as stage:
+        model = stage_model(stage, "m", 1, "config one")
+        (model / "1" / "tritongen").mkdir()
+        (model / "1" / "tritongen" / "config.pbtxt").write_text("config one")
+        install_model_version(model, repo, 1)
+    with staging_dir(repo, "m") as stage:
+        _, backup = install_model_version(stage_model(stage, "m", 2, "config two"), repo, 2)
+    assert backup is None and sorted(p.name for p in (repo / "m").iterdir()) == ["1", "2", "config.pbtxt"]
 
 
 def test_forced_replace_swaps_the_version(tmp_path):
@@ -62,8 +76,9 @@ def test_forced_replace_swaps_the_version(tmp_path):
         install_model_version(stage_model(stage, "m", 1, "a"), repo, 1)
     with staging_dir(repo, "m") as stage:
         install_model_version(stage_model(stage, "m", 1, "b"), repo, 1)
-    assert sorted(p.name for p in (repo / "m").iterdir()) == ["1", "config.pbtxt"]
     assert (repo / "m" / "config.pbtxt").read_text() == "b"
+    assert sorted(p.name for p in (repo / "m").iterdir() if p.name != "1" and not p.name.startswith("config.pbtxt.bak"))\
+        == ["config.pbtxt"]
 
 
 def test_reference_round_trip(tmp_path):

@@ -295,7 +295,10 @@ def build_model(options: BuildOptions, step: Step | None = None, warn: Callable[
             artifacts.append(ArtifactResult(fmt, model_name, version, repository / model_name / str(version) / artifact_file,
                                             repository / model_name / CONFIG, fmt_parity))
         for model_stage, version in staged_models:
-            install_model_version(model_stage, repository, version)
+            _, backup = install_model_version(model_stage, repository, version)
+            if backup is not None:
+                note(f"{model_stage.name}/config.pbtxt had changes no build recorded (hand edits or `tritongen tune`); "
+                     f"kept them as {backup} (the new config does not carry them over)")
 
     deploy_files: list[Path] = []
     if options.deploy:

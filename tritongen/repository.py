@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,17 +88,30 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
-def install_model_version(staged_model: Path, repository: Path, version: int) -> Path:
+def backup_path(model_dir: Path) -> Path:
+    """A free `config.pbtxt.bak-<timestamp>` name next to a model's config (Triton ignores such files)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = candidate = model_dir / f"{CONFIG}.bak-{stamp}"
+    n = 1
+    while candidate.exists():
+        candidate = path.with_name(f"{path.name}-{n}")
+        n += 1
+    return candidate
+
+
+def install_model_version(staged_model: Path, repository: Path, version: int) -> tuple[Path, Path | None]:
     """Move a staged `<model>/{config.pbtxt, <version>/}` into the repository, atomically at each step.
 
     A new model is one rename. For an existing model the version directory is renamed into place
-    first (a replaced version goes aside, then away), then config.pbtxt is replaced; the previous
-    config is kept in the previous version's tritongen/ folder so nothing is lost.
+    first (a replaced version goes aside, then away), then config.pbtxt is replaced. Each version keeps
+    the config it was built with in its tritongen/ folder; a live config that matches none of those (edited
+    by hand, or written by `tritongen tune`) is first copied to `config.pbtxt.bak-<timestamp>`, so nothing
+    is lost. Returns the version directory and that backup, if one was made.
     """
     target = repository / staged_model.name
     if not target.exists():
         os.rename(staged_model, target)
-        return target / str(version)
+        return target / str(version), None
     version_dir = target / str(version)
     old_aside = None
     if version_dir.exists():
@@ -105,17 +119,17 @@ def install_model_version(staged_model: Path, repository: Path, version: int) ->
         os.rename(version_dir, old_aside)
     os.rename(staged_model / str(version), version_dir)
     previous = target / CONFIG
+    backup = None
     if previous.exists():
-        older = [v for v in versions_of(target) if v != version]
-        if older:
-            keep = target / str(older[-1]) / META_DIR
-            keep.mkdir(exist_ok=True)
-            if not (keep / CONFIG).exists():
-                shutil.copy2(previous, keep / CONFIG)
+        live = previous.read_bytes()
+        recorded = [target / str(v) / META_DIR / CONFIG for v in versions_of(target) if v != version]
+        if not any(p.exists() and p.read_bytes() == live for p in recorded):
+            backup = backup_path(target)
+            shutil.copy2(previous, backup)
     os.replace(staged_model / CONFIG, previous)
     if old_aside is not None:
         shutil.rmtree(old_aside, ignore_errors=True)
-    return version_dir
+    return version_dir, backup
 
 
 def save_reference(version_dir: Path, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> Path:

@@ -503,14 +503,13 @@ def write_tuned_config(model_dir: Path, tuned: TrialConfig, note: str = "") -> t
     checked against the ONNX graph before anything is touched.
     """
     from tritongen.config import parse_config
-    from tritongen.repository import CONFIG, write_text_atomic
+    from tritongen.repository import CONFIG, backup_path, write_text_atomic
 
     path = model_dir / CONFIG
     previous_text = path.read_text()
     current = parse_config(previous_text)
     expected = tuned.apply(current)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    backup = _free_path(model_dir / f"{CONFIG}.bak-{stamp}")
+    backup = backup_path(model_dir)
     header = (f"# Tuned by `tritongen tune` on {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}: {tuned.describe()}"
               + (f" ({note})" if note else "") + f".\n# The previous config is kept next to this file as {backup.name}.\n")
     text = header + _config_text(model_dir, expected)
