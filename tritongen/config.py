@@ -217,8 +217,13 @@ def check_config_against_onnx(proto: Any, onnx_path: Path) -> None:
             problems.append(f"preferred batch size {too_big[0]} > max_batch_size {proto.max_batch_size}")
         if not batched:
             problems.append("dynamic_batching is set but max_batch_size is 0")
+    raise_config_mismatch(problems, "the ONNX model")
+
+
+def raise_config_mismatch(problems: list[str], artifact: str) -> None:
+    """One error for every way config.pbtxt disagrees with `artifact`: the first in the line, all in the details."""
     if problems:
-        raise TritongenError(f"config.pbtxt does not match the ONNX model: {problems[0]}"
+        raise TritongenError(f"config.pbtxt does not match {artifact}: {problems[0]}"
                              + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""),
                              "this is a tritongen bug if you did not edit the files; please report it",
                              details="\n".join(problems) if len(problems) > 1 else None)

@@ -393,11 +393,9 @@ def check_config_against_engine(proto: Any, meta: EngineMeta) -> None:
                 problems.append(f"engine {kind} '{t.name}' is missing from the config")
     if any(g.kind != model_config_pb2.ModelInstanceGroup.KIND_GPU for g in proto.instance_group):
         problems.append("a TensorRT plan needs KIND_GPU instances")
-    if problems:
-        raise TritongenError(f"config.pbtxt does not match the TensorRT engine: {problems[0]}"
-                             + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""),
-                             "this is a tritongen bug if you did not edit the files; please report it",
-                             details="\n".join(problems) if len(problems) > 1 else None)
+    from tritongen.config import raise_config_mismatch
+
+    raise_config_mismatch(problems, "the TensorRT engine")
 
 
 # ---------------------------------------------------------------------------------------------------------------
