@@ -67,7 +67,10 @@ def check_point_is_sane(point: dict, batch_size: int = 1) -> None:
     assert 0 < latency["p50"] <= latency["p90"] <= latency["p95"] <= latency["p99"] <= latency["max"]
     server = point["server"]
     assert server["executions"] >= 1 and server["avg_batch"] >= 1
-    # Every executed batch holds whole requests; the sizes Triton reports add up to its inference count.
+    # The window opens and closes with nothing in flight, so the server counted exactly the client's requests, and
+    # every executed batch holds whole requests: the sizes Triton reports add up to its inference count.
+    assert server["requests"] == point["requests"]
+    assert server["inferences"] == point["requests"] * batch_size
     assert sum(size * n for size, n in ((int(k), v) for k, v in server["batch_sizes"].items())) == server["inferences"]
     assert server["queue_ms"] >= 0 and server["compute_ms"] > 0
     assert 0 < point["client_cpu_share"] < 1 and point["client_cpu_us_per_request"] > 0

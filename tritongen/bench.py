@@ -78,8 +78,8 @@ class LoadPoint:
 
     concurrency: int
     batch_size: int  # items per request
-    seconds: float  # length of the measurement window
-    requests: int  # successful requests answered within the window
+    seconds: float  # length of the measurement window: from its first request sent to its last answer
+    requests: int  # successful requests sent within the window (each one answered before it closed)
     errors: int
     throughput: float  # inferences (items) per second
     latency: LatencyStats
@@ -336,53 +336,86 @@ class _Clients:
 
 
 async def _measure(url: str, model: str, workload: Workload, concurrency: int, settings: LoadSettings) -> LoadPoint:
+    """Settle, then measure one window that opens and closes with no request in flight.
+
+    Triton's statistics are only consistent between snapshots taken while nothing is in flight (a request being run
+    is counted in some of them and not yet in others), so the window is: pause the settling load and let it drain,
+    snapshot, send for the window's length, let the requests sent in it finish, snapshot again. The server's numbers
+    then describe exactly the requests the client counted.
+    """
     clients = _Clients(settings.protocol, url, workload, concurrency)
     latencies: list[float] = []
     errors: list[str] = []
-    state = {"measuring": False, "stop": False, "fatal": None}
-    enough = asyncio.Event()
+    state: dict[str, Any] = {"phase": "settle", "fatal": None, "in_flight": 0}
+    resume, enough, idle = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def worker() -> None:
-        while not state["stop"]:
+        while True:
+            phase = state["phase"]
+            if phase == "stop":
+                return
+            if phase == "pause":
+                await resume.wait()
+                continue
+            counted = phase == "measure"  # a request belongs to the window it was sent in
+            state["in_flight"] += 1
+            idle.clear()
             sent = time.perf_counter()
             try:
                 await clients.infer(model)
+                if counted:
+                    latencies.append(time.perf_counter() - sent)
             except Exception as exc:  # tritonclient, grpc, aiohttp and socket errors alike: counted, not raised
                 text = _error_text(exc)
                 if _unreachable(text):
-                    state["fatal"], state["stop"] = text, True
+                    state["fatal"], state["phase"] = text, "stop"
+                    resume.set()
                     enough.set()
-                    return
-                if state["measuring"]:
+                elif counted:
                     errors.append(text)
-                continue
-            if state["measuring"]:
-                latencies.append(time.perf_counter() - sent)
-                if settings.requests and len(latencies) >= settings.requests:
+            finally:
+                if counted and settings.requests and len(latencies) + len(errors) >= settings.requests:
                     enough.set()
+                state["in_flight"] -= 1
+                if state["in_flight"] == 0:
+                    idle.set()
 
+    async def drained(phase: str) -> None:
+        """Stop sending (`phase` pause or stop) and wait until every request in flight has its answer."""
+        if state["phase"] != "stop":
+            state["phase"] = phase
+        if state["in_flight"]:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(idle.wait(), timeout=REQUEST_TIMEOUT_S + 5)
+        if state["in_flight"]:
+            state["fatal"] = state["fatal"] or (f"{state['in_flight']} requests got no answer within "
+                                                f"{REQUEST_TIMEOUT_S:.0f} s")
+
+    tasks: list[asyncio.Task[None]] = []
     try:
         tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
         await asyncio.sleep(settings.settle())
-        before = await clients.statistics(model)
+        await drained("pause")
+        before = await clients.statistics(model) if not state["fatal"] else None
         cpu0, busy0, t0 = time.process_time(), _cpu_times(), time.perf_counter()
-        state["measuring"] = True
+        if state["phase"] != "stop":
+            state["phase"] = "measure"
+        resume.set()
         if settings.duration_s is not None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(enough.wait(), timeout=settings.duration_s)
         else:
             await enough.wait()
-        state["measuring"] = False
+        await drained("stop")
         t1, cpu1, busy1 = time.perf_counter(), time.process_time(), _cpu_times()
-        after = await clients.statistics(model)
-        state["stop"] = True
-        # Each worker ends after its request in flight; a server that stopped answering must not hang the bench.
-        done, pending = await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT_S + 5)
-        for task in pending:
-            task.cancel()
-        if pending:
-            state["fatal"] = state["fatal"] or f"{len(pending)} requests got no answer within {REQUEST_TIMEOUT_S:.0f} s"
+        after = await _statistics_after(clients, model, before, len(latencies) + len(errors)) \
+            if not state["fatal"] else None
     finally:
+        state["phase"] = "stop"
+        resume.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await clients.close()
     if state["fatal"]:
         raise TritongenError(f"the server at {url} stopped answering while benchmarking '{model}': {state['fatal']}",
@@ -397,6 +430,25 @@ async def _measure(url: str, model: str, workload: Workload, concurrency: int, s
         server=server_stats(before, after, model), client_cpu_us_per_request=cpu / n * 1e6 if n else float("nan"),
         client_cpu_share=cpu / (seconds * cpus) if seconds > 0 else 0.0, machine_busy=_busy_fraction(busy0, busy1),
         first_error=errors[0] if errors else None)
+
+
+async def _statistics_after(clients: _Clients, model: str, before: Mapping[str, Any] | None, sent: int,
+                            wait_s: float = 2.0) -> dict[str, Any] | None:
+    """The snapshot after the window, once the server has recorded all `sent` requests.
+
+    Triton updates its statistics just after it sends a response, so the last answers can arrive before they are
+    counted. Another client of the same server can make the count never match: then give up after `wait_s`.
+    """
+    deadline = time.perf_counter() + wait_s
+    while True:
+        after = await clients.statistics(model)
+        if before is None or after is None:
+            return after
+        a, b = _stat_totals(before, model) or {}, _stat_totals(after, model) or {}
+        recorded = sum(b.get(k, 0) - a.get(k, 0) for k in ("success.count", "fail.count"))
+        if recorded >= sent or time.perf_counter() >= deadline:
+            return after
+        await asyncio.sleep(0.02)
 
 
 def _error_text(exc: BaseException) -> str:
