@@ -9,5 +9,6 @@ if [[ ! -x .venv/bin/python ]]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install --quiet -e ".[${extras}]" 2>&1 | grep -v -E "^WARNING: Location .* is ignored" || true
+# -qq: errors only (setuptools' editable-install notice is not one); a failed install stops here.
+.venv/bin/python -m pip install -qq -e ".[${extras}]"
 .venv/bin/python -c "import tritongen, torch, onnxruntime; print(f'tritongen {tritongen.__version__} installed (torch {torch.__version__}, onnxruntime {onnxruntime.__version__})')"
