@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
 
 DEFAULT_START_TIMEOUT_S = 120.0
+CREATE_GRACE_S = 5.0  # how long a create call cut short by Ctrl-C may take to show its container
 # Every container tritongen starts carries this label, so that leftovers can be found (and tests can check).
 LABEL = "tritongen"
 CONTAINER_REPOSITORY = "/models"
@@ -107,8 +108,11 @@ def launch_docker(
     def log() -> str:
         return final_log[0] if final_log else _logs(container)
 
+    creating = False
     try:
+        creating = True
         container = _create_container(client, name, repository, choice.ref, shm_size or SHM_SIZE, want_gpus)
+        creating = False
         _start(container, choice.ref, want_gpus)
         ports = _published_ports(container)
         handle = ServerHandle(
@@ -124,7 +128,11 @@ def launch_docker(
     finally:
         # Also on KeyboardInterrupt and on errors in the block: a container left running holds ports and memory.
         if container is None:
-            container = _find(client, name)
+            pending = sys.exc_info()[1]
+            # Interrupted while the engine was creating it (not refused: that is a TritongenError): the engine goes on
+            # and the container can appear after the aborted call, so look for it a little while.
+            late = creating and not isinstance(pending, TritongenError)
+            container = _find(client, name, wait_s=CREATE_GRACE_S if late else 0.0)
         if container is not None:
             final_log.append(_logs(container))
             _remove(container, pending=sys.exc_info()[1])
@@ -273,13 +281,20 @@ def _tail(log: str, lines: int = 40) -> str:
     return "\n".join(kept[-lines:])
 
 
-def _find(client: docker.DockerClient, name: str) -> Container | None:
+def _find(client: docker.DockerClient, name: str, wait_s: float = 0.0) -> Container | None:
+    """The container called `name`, waiting up to `wait_s` for it to appear."""
     import docker
 
-    try:
-        return client.containers.get(name)
-    except docker.errors.DockerException:
-        return None
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return client.containers.get(name)
+        except docker.errors.NotFound:
+            if time.monotonic() >= deadline:
+                return None
+        except docker.errors.DockerException:
+            return None
+        time.sleep(0.1)
 
 
 def _remove(container: Container, pending: BaseException | None = None) -> None:
