@@ -4,8 +4,10 @@ Each trial reloads the model in place with a config override (explicit model con
 once. The search is coordinate-wise hill climbing: from the current config, walk one setting at a time in the
 direction that improves the objective (highest throughput with p99 within the latency budget), then the next
 setting, and repeat until a whole pass changes nothing or the trial/time budget runs out. The winner is measured
-again in alternation with the starting config (medians of three rounds each) before anything is written, so noise
-alone cannot rewrite a config.
+again in alternation with the starting config (medians of three rounds each, in the order start-best, best-start,
+start-best so that drift favours neither) before anything is written, so noise alone cannot rewrite a config.
+Settings that mean the same to the server (an explicit thread count equal to the one the runner picks itself) are
+one config: measured once, and never a "gain".
 """
 
 from __future__ import annotations
@@ -107,6 +109,14 @@ class TrialConfig:
             if self.max_batch_size > 0 and warmup.batch_size > self.max_batch_size:
                 warmup.batch_size = self.max_batch_size
         return new
+
+    def same_as_default_threads(self, default_threads: Callable[[int], int] | None) -> TrialConfig:
+        """This config with an explicit thread count that equals the server's own choice written as the default."""
+        if default_threads is None or self.intra_op_threads is None:
+            return self
+        if self.intra_op_threads != default_threads(self.instances):
+            return self
+        return replace(self, intra_op_threads=None)
 
     def describe(self) -> str:
         delay = "no dynamic batching" if self.max_queue_delay_us is None else f"delay {self.max_queue_delay_us} µs"
@@ -234,7 +244,8 @@ class _Tuner:
 
     def __init__(self, grpc_url: str, url: str, model: str, base_config: Any, workload: Workload,
                  settings: LoadSettings, concurrencies: tuple[int, ...], budget_ms: float | None,
-                 on_trial: Callable[[Trial], None], progress: Progress) -> None:
+                 on_trial: Callable[[Trial], None], progress: Progress,
+                 default_threads: Callable[[int], int] | None = None) -> None:
         import tritonclient.grpc as grpcclient
 
         self.control = grpcclient.InferenceServerClient(grpc_url)
@@ -247,8 +258,9 @@ class _Tuner:
         self.budget_ms = budget_ms
         self.on_trial = on_trial
         self.progress = progress
+        self.default_threads = default_threads  # instances -> the threads the runner picks when none are set
         self.trials: list[Trial] = []
-        self.cache: dict[TrialConfig, Trial] = {}
+        self.cache: dict[TrialConfig, Trial] = {}  # keyed by what the server runs, see TrialConfig.same_as_default_threads
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -258,9 +270,15 @@ class _Tuner:
     def search_trials(self) -> int:
         return sum(1 for t in self.trials if t.role in ("start", "search"))
 
+    def key(self, cfg: TrialConfig) -> TrialConfig:
+        return cfg.same_as_default_threads(self.default_threads)
+
+    def trial_of(self, cfg: TrialConfig) -> Trial | None:
+        return self.cache.get(self.key(cfg))
+
     def evaluate(self, cfg: TrialConfig, role: str = "search") -> Trial:
-        if role in ("start", "search") and cfg in self.cache:
-            return self.cache[cfg]
+        if role in ("start", "search") and self.key(cfg) in self.cache:
+            return self.cache[self.key(cfg)]  # the same config for the server: its trial, not a new one
         started = time.perf_counter()
         index = len(self.trials) + 1
         self.progress(f"trial {index}: {cfg.describe()}")
@@ -273,7 +291,7 @@ class _Tuner:
             trial = self._judge(index, role, cfg, points, time.perf_counter() - started)
         self.trials.append(trial)
         if role in ("start", "search"):
-            self.cache[cfg] = trial
+            self.cache[self.key(cfg)] = trial
         self.on_trial(trial)
         return trial
 
@@ -350,21 +368,23 @@ def tune_model(repository: str | Path, model: str, *, server: str = "embedded", 
         workload = make_workload(model, spec, batch_size, lengths)
         url = handle.grpc_url if settings.protocol == "grpc" else handle.http_url
         tuner = _Tuner(handle.grpc_url, url, model, base, workload, settings, concurrencies, latency_budget_ms,
-                       on_trial or (lambda _t: None), progress)
+                       on_trial or (lambda _t: None), progress, _runner_default_threads(server, base))
         try:
             # The user's file, not the served config: Triton fills in defaults (preferred sizes) when it loads one.
             start = TrialConfig.of(local_config)
             best_cfg, stopped = _search(tuner, start, int(local_config.max_batch_size), max_trials, time_limit_s,
                                         started, instances, threads)
-            start_trial = tuner.cache[start]
-            best_trial = tuner.cache.get(best_cfg, start_trial)
+            start_trial = tuner.trial_of(start)
+            assert start_trial is not None  # _search measured it first
+            best_trial = tuner.trial_of(best_cfg) or start_trial
             improved = False
             start_thr, best_thr = start_trial.throughput, best_trial.throughput
-            if best_cfg != start:
+            if best_trial is not start_trial:
                 # Alternating, same conditions: the gain that decides whether to write is this one.
                 again: dict[str, list[Trial]] = {"confirm-start": [], "confirm-best": []}
-                for _ in range(CONFIRM_ROUNDS):
-                    for role, cfg in (("confirm-start", start), ("confirm-best", best_cfg)):
+                pair = [("confirm-start", start), ("confirm-best", best_cfg)]
+                for round_ in range(CONFIRM_ROUNDS):
+                    for role, cfg in pair if round_ % 2 == 0 else pair[::-1]:
                         again[role].append(tuner.evaluate(cfg, role))
                 again_start, again_best = _combined(again["confirm-start"]), _combined(again["confirm-best"])
                 improved = _better(again_best, again_start)
@@ -460,6 +480,18 @@ def _search(tuner: _Tuner, start: TrialConfig, built_max: int, max_trials: int, 
                     break  # improving upwards: no need to look downwards
         if not moved_in_pass:
             return current, "no single change improved the best config (a local optimum)"
+
+
+def _runner_default_threads(server: str, config: Any) -> Callable[[int], int] | None:
+    """instances -> threads per instance that tritongen's python runner picks itself (templates/model.py.j2).
+
+    Known only for a python-backend model on the embedded server, which runs on this machine's CPUs. Triton's
+    onnxruntime backend leaves the choice to ONNX Runtime, which does not divide the CPUs among instances.
+    """
+    if server != "embedded" or config.backend != "python":
+        return None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return lambda instances: max(1, cpus // max(1, instances))
 
 
 @contextlib.contextmanager
