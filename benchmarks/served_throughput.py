@@ -12,7 +12,8 @@
                                                                                                 target >= 1.1
 Every served number comes from the embedded Triton (python backend around the ONNX file: it has no onnxruntime
 backend), driven by `tritongen.bench`'s load generator on the same 2 CPUs. All models are served side by side by
-one server and everything is measured in alternating rounds, so drift on a shared machine hits every number alike.
+one server and everything is measured in alternating rounds, in an order turned by one each round, so drift on a
+shared machine and the place in a round hit every number alike.
 """
 
 from __future__ import annotations
@@ -155,6 +156,9 @@ def main() -> int:
                   f"(batch {sweep.batch_size})", flush=True)
             jobs = [("resnet", resnet_workload, LoadSettings(duration_s=2 * args.duration))]
             jobs += [(n, cnn_workload, settings) for n in cnn_names]
+            # Turned by one each round: a model measured at the same place in every round would carry whatever that
+            # place costs (seen: two identical configs 0.65x to 0.96x apart, always in the same order).
+            jobs = jobs[r % len(jobs):] + jobs[:r % len(jobs)]
             for name, workload, job_settings in jobs:
                 point = measure_point(url, workload, CONCURRENCY, job_settings, model=name)
                 served[name].append(point)
