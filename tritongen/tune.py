@@ -111,7 +111,7 @@ class TrialConfig:
         return new
 
     def same_as_default_threads(self, default_threads: Callable[[int], int] | None) -> TrialConfig:
-        """This config with an explicit thread count that equals the server's own choice written as the default."""
+        """This config, with an explicit thread count that equals the runner's own choice turned into None (default)."""
         if default_threads is None or self.intra_op_threads is None:
             return self
         if self.intra_op_threads != default_threads(self.instances):
@@ -277,8 +277,9 @@ class _Tuner:
         return self.cache.get(self.key(cfg))
 
     def evaluate(self, cfg: TrialConfig, role: str = "search") -> Trial:
-        if role in ("start", "search") and self.key(cfg) in self.cache:
-            return self.cache[self.key(cfg)]  # the same config for the server: its trial, not a new one
+        key = self.key(cfg)
+        if role in ("start", "search") and key in self.cache:
+            return self.cache[key]  # the same config for the server: its trial, not a new one
         started = time.perf_counter()
         index = len(self.trials) + 1
         self.progress(f"trial {index}: {cfg.describe()}")
@@ -291,7 +292,7 @@ class _Tuner:
             trial = self._judge(index, role, cfg, points, time.perf_counter() - started)
         self.trials.append(trial)
         if role in ("start", "search"):
-            self.cache[self.key(cfg)] = trial
+            self.cache[key] = trial
         self.on_trial(trial)
         return trial
 
