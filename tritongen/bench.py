@@ -440,11 +440,12 @@ async def _statistics_after(clients: _Clients, model: str, before: Mapping[str, 
     counted. Another client of the same server can make the count never match: then give up after `wait_s`.
     """
     deadline = time.perf_counter() + wait_s
+    a = (_stat_totals(before, model) or {}) if before is not None else {}
     while True:
         after = await clients.statistics(model)
         if before is None or after is None:
             return after
-        a, b = _stat_totals(before, model) or {}, _stat_totals(after, model) or {}
+        b = _stat_totals(after, model) or {}
         recorded = sum(b.get(k, 0) - a.get(k, 0) for k in ("success.count", "fail.count"))
         if recorded >= sent or time.perf_counter() >= deadline:
             return after

@@ -108,9 +108,8 @@ def launch_docker(
     def log() -> str:
         return final_log[0] if final_log else _logs(container)
 
-    creating = False
+    creating = True  # until the engine has answered the create call
     try:
-        creating = True
         container = _create_container(client, name, repository, choice.ref, shm_size or SHM_SIZE, want_gpus)
         creating = False
         _start(container, choice.ref, want_gpus)
@@ -127,15 +126,15 @@ def launch_docker(
         yield handle
     finally:
         # Also on KeyboardInterrupt and on errors in the block: a container left running holds ports and memory.
+        pending = sys.exc_info()[1]
         if container is None:
-            pending = sys.exc_info()[1]
             # Interrupted while the engine was creating it (not refused: that is a TritongenError): the engine goes on
             # and the container can appear after the aborted call, so look for it a little while.
             late = creating and not isinstance(pending, TritongenError)
             container = _find(client, name, wait_s=CREATE_GRACE_S if late else 0.0)
         if container is not None:
             final_log.append(_logs(container))
-            _remove(container, pending=sys.exc_info()[1])
+            _remove(container, pending=pending)
 
 
 def _create_container(
