@@ -146,7 +146,7 @@ def triton_pod(repository: Path, needs: RepositoryNeeds, image: ImageChoice, sou
     args = triton_args(location, extra)
     shm = quantity(shm_size or SHM_SIZE)
     instances = instance_count(repository, needs)
-    size_mi = math.ceil(model_bytes(repository) / 2**20)
+    size_mi = round(model_bytes(repository) / 2**20)
     estimate_mi = SERVER_MEMORY_MI + INSTANCE_MEMORY_MI * instances + 2 * size_mi
     if cpu is not None and not re.fullmatch(r"\d+(\.\d+)?|\d+m", cpu):
         raise TritongenError(f"--cpu '{cpu}' is not a CPU quantity", "e.g. --cpu 2, --cpu 1.5 or --cpu 500m")
