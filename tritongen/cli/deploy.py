@@ -81,10 +81,12 @@ def print_result(r: DeployResult) -> None:
         origin = "from the capacity plan" if s.planned else "defaults: `tritongen plan` sizes them from a bench"
         out.print(f"  replicas {s.replicas} ({s.min_replicas} to {s.max_replicas}), target {s.queue_target_us:.0f} µs "
                   f"queue time per request ({origin})", markup=False, highlight=False)
+    from rich.markup import escape
+
     for backup in r.backups:
         original = backup.name[:backup.name.index(".bak-")]
-        stderr_console().print(f"[yellow]warning:[/] {original} had been changed by hand; that version is kept as "
-                               f"{backup}", highlight=False)
+        stderr_console().print(f"[yellow]warning:[/] {escape(original)} had been changed by hand; that version is kept "
+                               f"as {escape(str(backup))}", highlight=False)
     if r.target != "compose":
         out.print(f"Next: kubectl kustomize {r.folder}   (README.md there says what the cluster needs)",
                   markup=False, highlight=False)

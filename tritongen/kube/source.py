@@ -26,7 +26,7 @@ GCS_MOUNT = "/var/run/secrets/tritongen/gcs"
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-FORMS = "pvc:CLAIM[/SUBPATH], image:REFERENCE, s3://BUCKET/PATH or gs://BUCKET/PATH"
+FORMS = "pvc:CLAIM (or pvc:CLAIM/SUBPATH), image:REFERENCE, s3://BUCKET/PATH or gs://BUCKET/PATH"
 
 
 @dataclass(frozen=True)
