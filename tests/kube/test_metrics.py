@@ -141,23 +141,40 @@ def query(address: str, promql: str) -> list[dict]:
     return body["data"]["result"]
 
 
-def adapter_query(rule: dict, namespace: str, pods: list[str]) -> str:
-    """The query prometheus-adapter sends for an HPA on `pods` (pkg/naming/metrics_query.go, v0.12.0)."""
-    pod = f'pod="{pods[0]}"' if len(pods) == 1 else f'pod=~"{"|".join(pods)}"'
+def adapter_query(rule: dict, hpa: dict, namespace: str, pods: list[str]) -> str:
+    """The query prometheus-adapter sends for `hpa`'s metric on `pods` (pkg/naming/metrics_query.go, v0.12.0): the
+    HPA's metric selector, then the namespace, then the pods."""
+    selector = hpa["spec"]["metrics"][0]["pods"]["metric"].get("selector", {}).get("matchLabels", {})
+    matchers = [f'{k}="{v}"' for k, v in selector.items()] + [f'namespace="{namespace}"']
+    matchers.append(f'pod="{pods[0]}"' if len(pods) == 1 else f'pod=~"{"|".join(pods)}"')
     series = re.fullmatch(r"(\w+)\{.*\}", rule["seriesQuery"]).group(1)
-    return (rule["metricsQuery"].replace("<<.LabelMatchers>>", f'namespace="{namespace}",{pod}')
+    return (rule["metricsQuery"].replace("<<.LabelMatchers>>", ",".join(matchers))
             .replace("<<.GroupBy>>", "pod").replace("<<.Series>>", series))
 
 
-def test_generated_queries_run_in_a_real_prometheus_scraping_triton(served, prometheus, cnn_repository, tmp_path):
-    out = tmp_path / "kubernetes"
-    write_target(cnn_repository, "kubernetes", out, KubeOptions(namespace=NAMESPACE))
-    write_target(cnn_repository, "kserve", tmp_path / "kserve", KubeOptions(namespace=NAMESPACE))
-    (rule,) = yaml.safe_load((out / "prometheus-adapter-values.yaml").read_text())["rules"]["custom"]
+def generated_queries(repository: Path, folder: Path, plan: object = None) -> tuple[dict, dict, dict[str, str], str]:
+    """(adapter rule, HPA, KEDA trigger queries by name, KServe's query) as written for `repository`."""
+    write_target(repository, "kubernetes", folder / "kubernetes", KubeOptions(namespace=NAMESPACE, plan=plan))
+    write_target(repository, "kserve", folder / "kserve", KubeOptions(namespace=NAMESPACE, plan=plan))
+    k8s = folder / "kubernetes"
+    (rule,) = yaml.safe_load((k8s / "prometheus-adapter-values.yaml").read_text())["rules"]["custom"]
+    hpa = yaml.safe_load((k8s / "hpa.yaml").read_text())
     triggers = {t["name"]: t["metadata"]["query"] for t in
-                yaml.safe_load((out / "components/keda/scaledobject.yaml").read_text())["spec"]["triggers"]}
-    isvc = yaml.safe_load((tmp_path / "kserve" / "inferenceservice.yaml").read_text())
-    kserve_query = isvc["spec"]["predictor"]["autoScaling"]["metrics"][0]["external"]["metric"]["query"]
+                yaml.safe_load((k8s / "components/keda/scaledobject.yaml").read_text())["spec"]["triggers"]}
+    isvc = yaml.safe_load((folder / "kserve" / "inferenceservice.yaml").read_text())
+    return rule, hpa, triggers, isvc["spec"]["predictor"]["autoScaling"]["metrics"][0]["external"]["metric"]["query"]
+
+
+def test_generated_queries_run_in_a_real_prometheus_scraping_triton(served, prometheus, cnn_repository, tmp_path):
+    from tritongen.kube import plan_capacity, read_report
+
+    recorded = read_report(Path(__file__).parent / "data" / "bench_report_cnn.json")
+    plan = plan_capacity(recorded, rate=3000, p99_ms=10)  # for model cnn: the queries then select its series
+    variants = {"default": generated_queries(cnn_repository, tmp_path / "default"),
+                "planned": generated_queries(cnn_repository, tmp_path / "planned", plan)}
+    rule = variants["default"][0]
+    assert variants["planned"][0] == rule  # one adapter rule; the HPA's selector narrows it
+    assert variants["planned"][1]["spec"]["metrics"][0]["pods"]["metric"]["selector"] == {"matchLabels": {"model": "cnn"}}
     # The series the adapter discovers exist, with the labels its resource overrides map.
     found = query(prometheus, rule["seriesQuery"])
     assert {r["metric"]["pod"] for r in found} == {POD, KSERVE_POD}
@@ -172,15 +189,19 @@ def test_generated_queries_run_in_a_real_prometheus_scraping_triton(served, prom
     expected = (after[metrics.QUEUE_DURATION] - before[metrics.QUEUE_DURATION]) / sent  # µs queued per request
     assert expected > 0
 
-    per_pod = query(prometheus, adapter_query(rule, NAMESPACE, [POD, KSERVE_POD]))
-    assert {r["metric"]["pod"] for r in per_pod} == {POD, KSERVE_POD}
-    for r in per_pod:
-        assert float(r["value"][1]) == pytest.approx(expected, rel=1e-6)
-    for promql in (triggers["queue-time"], kserve_query):  # each picks its own pod only
-        (sample,) = query(prometheus, promql)
-        assert float(sample["value"][1]) == pytest.approx(expected, rel=1e-6)
-    assert "request-rate" not in triggers  # only with a capacity plan
-    rate_query = metrics.request_rate(f'pod="{POD}"')
-    (sample,) = query(prometheus, rate_query)
+    for variant, (rule, hpa, triggers, kserve_query) in variants.items():
+        per_pod = query(prometheus, adapter_query(rule, hpa, NAMESPACE, [POD, KSERVE_POD]))
+        assert {r["metric"]["pod"] for r in per_pod} == {POD, KSERVE_POD}, variant
+        for r in per_pod:
+            assert float(r["value"][1]) == pytest.approx(expected, rel=1e-6), variant
+        for promql in (triggers["queue-time"], kserve_query):  # each picks its own pod only
+            (sample,) = query(prometheus, promql)
+            assert float(sample["value"][1]) == pytest.approx(expected, rel=1e-6), variant
+    triggers = variants["planned"][2]
+    assert "request-rate" not in variants["default"][2]  # only with a capacity plan
+    (sample,) = query(prometheus, triggers["request-rate"])
     # rate() over 1m: the 300 requests divided by the window, extrapolated by at most a scrape interval each side.
     assert sent / 60 * 0.999 <= float(sample["value"][1]) <= sent / 60 * 2
+    # The planned queries select the model: another model's name selects nothing.
+    assert 'model="cnn"' in triggers["request-rate"]
+    assert query(prometheus, triggers["request-rate"].replace('model="cnn"', 'model="other"')) == []

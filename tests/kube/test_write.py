@@ -378,3 +378,14 @@ def test_default_folders_are_beside_the_repository(repositories):
     repository = repositories["gpu"]
     assert default_output(repository, "compose") == repository.parent / "deploy"
     assert default_output(repository, "kserve") == repository.parent / "deploy" / "kserve"
+
+
+def test_a_plan_for_a_model_not_in_the_repository_is_refused(repositories, tmp_path):
+    plan = plan_capacity(read_report(RECORDED), rate=100, p99_ms=10)  # for model cnn
+    with pytest.raises(TritongenError, match="the capacity plan is for model 'cnn', which is not in"):
+        write_target(repositories["gpu"], "kubernetes", tmp_path / "k8s", KubeOptions(plan=plan))
+    out = tmp_path / "pipeline"
+    write_target(repositories["pipeline"], "kubernetes", out, KubeOptions(plan=plan))
+    # In a pipeline the plan's model is one step: autoscaling reads that step's series only.
+    triggers = of_kind(manifests(out), "ScaledObject")[0]["spec"]["triggers"]
+    assert all('model="cnn"' in t["metadata"]["query"] for t in triggers)

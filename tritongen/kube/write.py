@@ -170,11 +170,13 @@ def scaling_for(plan: CapacityPlan | None) -> Scaling:
     return Scaling(plan.replicas, plan.min_replicas, plan.max_replicas, plan.queue_target_us, planned=True)
 
 
-def pod_selector(name: str, namespace: str | None, kserve: bool = False) -> str:
-    """PromQL label matchers for the pods of this deployment (Deployment pods: NAME-<hash>-<5 characters>)."""
+def pod_selector(name: str, namespace: str | None, kserve: bool = False, model: str | None = None) -> str:
+    """PromQL label matchers for the pods of this deployment (Deployment pods: NAME-<hash>-<5 characters>), and for
+    one model's series when `model` is given."""
     deployment = f"{name}-predictor" if kserve else name  # KServe names its Deployment <isvc>-predictor
     selector = f'pod=~"{deployment}-[a-z0-9]+-[a-z0-9]{{5}}"'
-    return selector + (f',namespace="{namespace}"' if namespace else "")
+    selector += f',namespace="{namespace}"' if namespace else ""
+    return selector + (f',model="{model}"' if model else "")
 
 
 def _context(repository: Path, options: KubeOptions, plan: CapacityPlan | None, kserve: bool) -> dict[str, Any]:
@@ -187,7 +189,12 @@ def _context(repository: Path, options: KubeOptions, plan: CapacityPlan | None, 
     image = choose_image(needs, options.image)
     triton = pod.triton_pod(repository, needs, image, source, kserve=kserve, shm_size=options.shm_size,
                             cpu=options.cpu, memory=options.memory, plan=plan)
-    selector = pod_selector(name, options.namespace, kserve)
+    if plan is not None and plan.model not in {m.name for m in needs.models}:
+        raise TritongenError(f"the capacity plan is for model '{plan.model}', which is not in {repository}",
+                             "plan one of its models with `tritongen plan MODEL`, or pass the right repository")
+    # With a plan, autoscaling reads the planned model's series only: in a pipeline or a multi-model repository the
+    # other models' requests would count too, and the plan's numbers are that model's.
+    selector = pod_selector(name, options.namespace, kserve, plan.model if plan else None)
     queries = {"queue_query": metrics.queue_time_per_request(selector), "rate_query": metrics.request_rate(selector)}
     copy_mi = max(1024, 2 * math.ceil(pod.model_bytes(repository) / 2**20))
     return {
