@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,12 @@ def plan_capacity(report: dict[str, Any], rate: float, p99_ms: float, *, headroo
         replica_capacity=best["rate"], replica_p99_ms=best["p99_ms"], replica_rate=replica_rate, replicas=replicas,
         min_replicas=low, max_replicas=high, queue_target_us=_queue_at(replica_rate, points, best), batch_size=batch,
         cpus=int(report.get("cpus") or 1), report=str(report.get("_path", "")),
-        measured=f"{report.get('started', '?')} on {report.get('server', '?')}", notes=tuple(notes))
+        measured=f"{report.get('started', '?')} on {_server_name(str(report.get('server', '?')))}", notes=tuple(notes))
+
+
+def _server_name(description: str) -> str:
+    """"embedded tritonserver 2.51.0 (/long/path/bin/tritonserver)" without the path."""
+    return re.sub(r" \(/[^)]*\)$", "", description)
 
 
 def _usable(point: dict[str, Any]) -> bool:
