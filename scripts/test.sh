@@ -7,6 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh all,test
+# Prometheus (Debian's package: prometheus, promtool) for tests/kube/test_metrics.py, which runs the generated
+# autoscaling queries in a real Prometheus. RUNLEVEL=1: apt must not start the packaged daemon on port 9090.
+if ! command -v prometheus >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && RUNLEVEL=1 apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
 if [[ "${TRITONGEN_SKIP_DOCKER_SETUP:-0}" != 1 ]]; then
   if docker info >/dev/null 2>&1 || { [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; }; then
     bash .ci/docker-setup.sh

@@ -18,7 +18,9 @@ def _register() -> None:
     from tritongen.cli import (
         bench,  # noqa: F401
         build,  # noqa: F401
+        deploy,  # noqa: F401
         image,  # noqa: F401
+        plan,  # noqa: F401
         serve,  # noqa: F401
         tune,  # noqa: F401
         validate,  # noqa: F401
