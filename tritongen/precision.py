@@ -70,6 +70,10 @@ class PrecisionOptions:
     calibration_method: str = "minmax"  # minmax | entropy | percentile (ONNX Runtime's calibrators)
     max_calibration_items: int = MAX_CALIBRATION_ITEMS
     symmetric_activations: bool = False  # TensorRT runs only symmetric QDQ; set when it will run the model
+    # 7-bit weights (ONNX Runtime's reduce_range): x86-64 CPUs without VNNI multiply uint8 activations by int8
+    # weights in pairs summed into int16, which saturates with full 8-bit weights (2 * 255 * 127 > 32767) and not
+    # with 7-bit ones (2 * 255 * 63 <= 32767). The CPU that builds is often not the one that serves: on by default.
+    reduce_range: bool = True
     max_relative_error: float | None = None
     min_top1_agreement: float | None = None
     accept_fidelity: bool = False
@@ -88,12 +92,53 @@ class PrecisionOptions:
         if self.precision == "fp16":
             return "FP16 weights and activations" + (", FP16 inputs/outputs" if self.fp16_io else
                                                      ", FP32 inputs/outputs (casts at the boundary)")
+        weights = "INT8 weights in a 7-bit range" if self.reduce_range else "INT8 weights"
         if self.precision == "int8" and self.quantize == "dynamic":
-            return "INT8 dynamic quantization (INT8 weights; activation scales computed per batch at run time)"
+            return f"INT8 dynamic quantization ({weights}; activation scales computed per batch at run time)"
         if self.precision == "int8":
-            return (f"INT8 static quantization (QDQ, per-channel INT8 weights, {self.calibration_method} calibration"
+            return (f"INT8 static quantization (QDQ, per-channel {weights}, {self.calibration_method} calibration"
                     + (", symmetric activations" if self.symmetric_activations else "") + ")")
         return "FP32 (as exported)"
+
+
+def quantization_record(options: PrecisionOptions) -> dict[str, Any] | None:
+    """How an INT8 model is quantized, and on which CPUs its INT8 kernels are exact: for the manifest."""
+    if options.precision != "int8":
+        return None
+    static = options.quantize == "static"
+    if not static:
+        activations = "uint8, scales computed per batch at run time"
+    elif options.symmetric_activations:
+        activations = "int8, symmetric (zero point 0, as TensorRT requires), calibrated scales"
+    else:
+        activations = "int8, asymmetric, calibrated scales"
+    return {
+        "format": "QDQ" if static else "dynamic (DynamicQuantizeLinear, integer MatMul/Conv)",
+        "weights": "int8, symmetric, per channel, " + ("7-bit range [-64, 63] (reduce_range)" if options.reduce_range
+                                                       else "full 8-bit range"),
+        "activations": activations,
+        "reduce_range": options.reduce_range,
+        "safe_on": ("every x86-64 CPU (with or without VNNI) and ARM" if options.reduce_range else
+                    "x86-64 CPUs with VNNI, and ARM; x86-64 CPUs without VNNI can saturate int16 sums and be wrong"),
+        "built_on": cpu_int8_description(),
+    }
+
+
+def cpu_int8_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """This CPU as far as INT8 kernels care: architecture, and for x86-64 whether it has VNNI."""
+    import platform
+
+    machine = platform.machine() or "unknown"
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in cpuinfo.read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    if not flags:
+        return machine
+    vnni = [f for f in flags if f in ("avx512_vnni", "avx_vnni", "amx_int8")]
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{machine}, {simd}, " + (f"VNNI ({', '.join(vnni)})" if vnni else "no VNNI")
 
 
 def check_precision_options(options: PrecisionOptions) -> list[str]:
@@ -166,8 +211,11 @@ def fp16_from_onnx(source: Path, dest: Path, *, keep_io_types: bool = True,
 
 
 def int8_static_from_onnx(source: Path, dest: Path, reader: Any, *, method: str = "minmax",
-                          symmetric_activations: bool = False) -> Path:
-    """Static INT8 quantization in QDQ format with per-channel INT8 weights, calibrated by `reader`."""
+                          symmetric_activations: bool = False, reduce_range: bool = True) -> Path:
+    """Static INT8 quantization in QDQ format with per-channel INT8 weights, calibrated by `reader`.
+
+    `reduce_range` keeps weights in 7 bits, so no x86-64 CPU's INT8 kernels saturate (see PrecisionOptions).
+    """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -176,20 +224,20 @@ def int8_static_from_onnx(source: Path, dest: Path, reader: Any, *, method: str 
     with _preprocessed(source) as prepared, _quiet_logs(), _scratch_directory():
         quantize_static(str(prepared), str(dest), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=methods[method],
+                        calibrate_method=methods[method], reduce_range=reduce_range,
                         use_external_data_format=model_bytes(source) > EXTERNAL_DATA_THRESHOLD,
                         extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True})
     return dest
 
 
-def int8_dynamic_from_onnx(source: Path, dest: Path) -> Path:
-    """Dynamic INT8 quantization: INT8 weights, activation scales computed per batch at run time."""
+def int8_dynamic_from_onnx(source: Path, dest: Path, *, reduce_range: bool = True) -> Path:
+    """Dynamic INT8 quantization: INT8 weights (7-bit with `reduce_range`), activation scales computed per batch."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     dest = Path(dest).resolve()
     with _preprocessed(source) as prepared, _quiet_logs(), _scratch_directory():
         quantize_dynamic(str(prepared), str(dest), per_channel=True, weight_type=QuantType.QInt8,
-                         use_external_data_format=model_bytes(source) > EXTERNAL_DATA_THRESHOLD)
+                         reduce_range=reduce_range, use_external_data_format=model_bytes(source) > EXTERNAL_DATA_THRESHOLD)
     return dest
 
 
@@ -654,6 +702,7 @@ class PrecisionReport:
     tolerance: dict[str, Any]  # atol, rtol and how they were chosen
     calibration: dict[str, Any] | None = None
     speed: SpeedReport | None = None
+    quantization: dict[str, Any] | None = None  # INT8 only: quantization_record()
     accepted_below_threshold: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -662,7 +711,7 @@ class PrecisionReport:
                 "size_bytes": {"before": self.size_before, "after": self.size_after,
                                "ratio": round(self.size_after / self.size_before, 4) if self.size_before else None},
                 "speed": self.speed.to_dict() if self.speed else None, "fidelity": self.fidelity.to_dict(),
-                "tolerance": self.tolerance, "calibration": self.calibration,
+                "tolerance": self.tolerance, "calibration": self.calibration, "quantization": self.quantization,
                 "accepted_below_threshold": self.accepted_below_threshold, "notes": list(self.notes)}
 
 
@@ -813,10 +862,11 @@ def onnx_with_precision(onnx_path: Path, spec: ModelSpec, reference: Runner, opt
             with stepper(f"quantizing to INT8 (static, calibrating on {calibration_info['items']} items)"):
                 int8_static_from_onnx(onnx_path, dest, _calibration_reader(calibration_feeds),
                                       method=options.calibration_method,
-                                      symmetric_activations=options.symmetric_activations)
+                                      symmetric_activations=options.symmetric_activations,
+                                      reduce_range=options.reduce_range)
         else:
             with stepper("quantizing to INT8 (dynamic)"):
-                int8_dynamic_from_onnx(onnx_path, dest)
+                int8_dynamic_from_onnx(onnx_path, dest, reduce_range=options.reduce_range)
         problem = probe_in_subprocess(dest, probe_feeds)
         if problem is not None:
             raise TritongenError(f"ONNX Runtime cannot load the INT8 model: {problem}",
@@ -862,7 +912,7 @@ def onnx_with_precision(onnx_path: Path, spec: ModelSpec, reference: Runner, opt
         precision=options.precision, method=options.method, io="fp16" if options.fp16_io else "fp32",
         size_before=model_bytes(onnx_path), size_after=model_bytes(dest), fidelity=fidelity,
         tolerance={"atol": atol_used, "rtol": rtol_used, "how": how}, calibration=calibration_info, speed=speed,
-        accepted_below_threshold=accepted, notes=tuple(notes))
+        quantization=quantization_record(options), accepted_below_threshold=accepted, notes=tuple(notes))
     return PrecisionResult(dest, model_files(dest), served, parity, report, atol_used, rtol_used)
 
 
