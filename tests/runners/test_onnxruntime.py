@@ -44,5 +44,5 @@ def test_model_py_carries_the_session_code_verbatim() -> None:
     assert "import tritongen" not in code and "from tritongen" not in code  # runs where tritongen is not installed
     assert "self.session = cpu_session(path, threads_of(config))" in text
     namespace: dict[str, object] = {}
-    exec(compile(code, "sessions", "exec"), namespace)  # noqa: S102 - our own code, as model.py runs it
+    exec(compile(code, "sessions", "exec"), namespace)  # our own code, as model.py runs it
     assert namespace["intra_op_threads"]({"intra_op_thread_count": "3"}, 2) == 3

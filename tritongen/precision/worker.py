@@ -70,7 +70,7 @@ def preprocessed(source: str, scratch: Path) -> str:
         try:
             quant_pre_process(source, str(out), skip_symbolic_shape=skip_symbolic)
             return str(out)
-        except Exception:  # noqa: BLE001 - any failure means: try the next, plainer pass
+        except Exception:  # any failure means: try the next, plainer pass
             out.unlink(missing_ok=True)
     return source
 
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore")
     try:
         run(Path(args[0]))
-    except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
+    except Exception as exc:  # reported to the parent as one line
         text = (str(exc).strip().splitlines() or [""])[0][:300]
         print(ERROR_PREFIX + f"{type(exc).__name__}: {text}", file=sys.stderr)
         return EXIT_ERROR
