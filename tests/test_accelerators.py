@@ -12,6 +12,7 @@ from tritongen.accelerators import (
 )
 from tritongen.config import ModelConfig, parse_config, render_config
 from tritongen.errors import TritongenError
+from tritongen.formats.tensorrt.profiles import parse_dynamic_ranges
 from tritongen.spec import ModelSpec, parse_input_spec
 
 
@@ -52,7 +53,7 @@ def test_accelerators_that_cannot_work_are_refused(items, kwargs, words) -> None
 def test_tensorrt_accelerator_config_has_precision_caches_and_profiles() -> None:
     spec = encoder_spec()
     requests = parse("tensorrt:fp16", "openvino")
-    shapes = spec_profile_shapes(spec, ("seq:1:128:512",), preferred_batch_sizes=(8,))
+    shapes = spec_profile_shapes(spec, parse_dynamic_ranges(["seq:1:128:512"]), preferred_batch_sizes=(8,))
     assert shapes == {"min": "tokens:1x1,mask:1x1", "opt": "tokens:8x128,mask:8x128",
                       "max": "tokens:16x512,mask:16x512"}
     entries = execution_accelerators(requests, "enc", profile_shapes=shapes)
@@ -68,7 +69,7 @@ def test_tensorrt_accelerator_config_has_precision_caches_and_profiles() -> None
 
 
 def test_profiles_are_left_out_when_an_axis_has_no_range() -> None:
-    assert spec_profile_shapes(encoder_spec(), ()) is None
+    assert spec_profile_shapes(encoder_spec(), {}) is None
     entries = execution_accelerators(parse("tensorrt"), "enc", cache_dir="/cache/enc")
     params = dict(entries[0].parameters)
     assert params["trt_engine_cache_path"] == "/cache/enc" and params["precision_mode"] == "FP32"

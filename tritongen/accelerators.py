@@ -11,12 +11,16 @@ python backend, which ignores these settings).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tritongen.config import ExecutionAccelerator
 from tritongen.errors import TritongenError
 from tritongen.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from tritongen.formats.tensorrt.profiles import DynamicRange
 
 ACCELERATORS = {"tensorrt": "gpu", "cuda": "gpu", "openvino": "cpu"}
 TRT_PRECISIONS = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8"}
@@ -115,12 +119,14 @@ def engine_cache_note(requests: Sequence[AcceleratorRequest], model_name: str, c
             "rebuilt at every load")
 
 
-def spec_profile_shapes(spec: ModelSpec, dynamic_ranges: Sequence[str],
+def spec_profile_shapes(spec: ModelSpec, ranges: Mapping[str, DynamicRange],
                         preferred_batch_sizes: Sequence[int] = ()) -> dict[str, str] | None:
-    """TensorRT EP profile strings when every dynamic axis has a range (batch always has one); else None."""
-    from tritongen.export.tensorrt import axis_ranges, ort_profile_shapes, parse_dynamic_ranges, profile_from_spec
+    """TensorRT EP profile strings when every dynamic axis has a range (batch always has one); else None.
 
-    ranges = parse_dynamic_ranges(dynamic_ranges)
+    `ranges` are the parsed `--dynamic-range` values (tritongen.formats.tensorrt.profiles.parse_dynamic_ranges).
+    """
+    from tritongen.formats.tensorrt.profiles import axis_ranges, ort_profile_shapes, profile_from_spec
+
     resolved = axis_ranges(spec, ranges, preferred_batch_sizes, require_all=False)
     if any(a not in resolved for a in spec.dynamic_axes):
         return None  # the EP then builds engines for the shapes it sees, which the cache keeps

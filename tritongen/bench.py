@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from tritongen.errors import TritongenError
+from tritongen.runners import sessions as ort_sessions
 from tritongen.spec import ModelSpec, TensorSpec, dtype_from_triton, random_inputs, spec_from_dict
 
 DEFAULT_CONCURRENCIES = (1, 2, 4, 8, 16, 32)
@@ -544,23 +545,13 @@ def batch_sizes_to_try(max_batch_size: int) -> list[int]:
 
 
 def intra_op_threads(config: Any, cpus: int | None = None) -> int:
-    """Threads per instance as the served model.py sets them: the config's parameter, else CPUs / instances."""
-    parameter = config.parameters["intra_op_num_threads"].string_value if "intra_op_num_threads" in config.parameters \
-        else ""
-    if parameter.strip().isdigit():
-        return max(1, int(parameter))
-    return max(1, (cpus or _usable_cpus()) // instance_count(config))
+    """Threads per instance as the served model.py sets them (one rule: tritongen.runners.sessions)."""
+    parameters = {key: value.string_value for key, value in config.parameters.items()}
+    return ort_sessions.intra_op_threads(parameters, instance_count(config), cpus)
 
 
 def instance_count(config: Any) -> int:
     return sum(max(1, g.count) for g in config.instance_group) or 1
-
-
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def onnx_ceiling(onnx_path: Path, spec: ModelSpec, lengths: Mapping[str, int], *, sessions: int = 1,
@@ -568,19 +559,13 @@ def onnx_ceiling(onnx_path: Path, spec: ModelSpec, lengths: Mapping[str, int], *
                  seconds_per_size: float = 1.0, min_runs: int = 3) -> Ceiling:
     """Items/s of `sessions` ONNX Runtime sessions running in parallel threads, at each batch size; best one wins.
 
-    The sessions are set up as the served model.py sets its own (intra-op threads per instance, one inter-op
-    thread, full graph optimisation), so the ratio served/ceiling measures serving overhead, not thread settings.
+    The sessions are the served model.py's own (tritongen.runners.sessions: intra-op threads per instance, one
+    inter-op thread, no spinning, full graph optimisation), so the ratio served/ceiling measures serving
+    overhead, not thread settings.
     """
-    import onnxruntime as ort
-
-    threads = intra_op_threads or max(1, _usable_cpus() // max(1, sessions))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
+    threads = intra_op_threads or ort_sessions.intra_op_threads({}, sessions)
     try:
-        runs = [ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-                for _ in range(max(1, sessions))]
+        runs = [ort_sessions.cpu_session(onnx_path, threads) for _ in range(max(1, sessions))]
     except Exception as exc:
         raise TritongenError(f"ONNX Runtime cannot load {onnx_path}: {exc}",
                              "pass --no-ceiling to benchmark without the in-process ceiling") from exc

@@ -32,14 +32,14 @@ from tritongen.config import (
 )
 from tritongen.errors import CheckFailed, TritongenError
 from tritongen.export.onnx import example_batch, example_lengths, onnx_from_module, onnx_output_specs, simplify_onnx
-from tritongen.export.tensorrt import TensorRTOptions, axis_ranges, parse_dynamic_ranges
+from tritongen.formats.tensorrt.builder import TensorRTOptions
+from tritongen.formats.tensorrt.profiles import axis_ranges, parse_dynamic_ranges
 from tritongen.precision import (
     CastingRunner,
     PrecisionOptions,
     cast_feeds,
     model_files,
     onnx_with_precision,
-    resolve_tolerance,
 )
 from tritongen.repository import (
     CONFIG,
@@ -64,7 +64,7 @@ from tritongen.spec import (
     random_inputs,
     spec_to_dict,
 )
-from tritongen.verify import ParityReport, parity_against
+from tritongen.verify import ParityReport, parity_against, tolerance_for
 
 FORMATS = ("onnx", "python", "tensorrt")
 Step = Callable[[str], AbstractContextManager[Any]]
@@ -174,7 +174,8 @@ def build_model(options: BuildOptions, step: Step | None = None, warn: Callable[
     formats = _check_formats(options.formats)
     name = check_model_name(options.name or model_name_from_path(Path(options.checkpoint)))
     precision, accelerators = _check_precision_and_targets(options, formats, name, note)
-    atol, rtol = resolve_tolerance("fp32", options.atol, options.rtol)
+    tolerance = tolerance_for("fp32", "onnxruntime", options.atol, options.rtol)
+    atol, rtol = tolerance.atol, tolerance.rtol
     user_inputs = tuple(parse_input_spec(s) for s in options.inputs)
     check_unique_names(user_inputs, "input")
     lengths = _parse_axis_lengths(options.axis_lengths)
@@ -221,7 +222,8 @@ def build_model(options: BuildOptions, step: Step | None = None, warn: Callable[
             seconds["simplify"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        reference = TorchRunner(loaded.module, [t.name for t in spec.inputs], [t.name for t in spec.outputs])
+        reference = TorchRunner(loaded.module, [t.name for t in spec.inputs], [t.name for t in spec.outputs],
+                                batched=spec.batched)
         with step("checking parity: PyTorch vs ONNX Runtime"), OnnxRuntimeRunner(onnx_path) as ort_runner:
             parity = parity_against(reference, ort_runner, spec, atol=atol, rtol=rtol)
         seconds["parity"] = time.perf_counter() - t0
@@ -258,13 +260,15 @@ def build_model(options: BuildOptions, step: Step | None = None, warn: Callable[
             fmt_spec, fmt_parity, fmt_files = served_spec, served_parity, served_files
             extra: dict[str, Any] = {"precision": precision_report} if precision_report else {}
             if fmt == "tensorrt":
-                from tritongen.export.tensorrt import check_config_against_engine, plan_into_version_dir
+                from tritongen.formats.tensorrt.engine import check_config_against_engine
+                from tritongen.formats.tensorrt.job import PlanJob
+                from tritongen.formats.tensorrt.step import plan_into_version_dir
 
-                plan = plan_into_version_dir(
-                    model_files(onnx_path), spec, reference, options.tensorrt, precision.precision, version_dir,
-                    stage / "tensorrt", calibration=calibration[0] if calibration else None,
-                    preferred_batch_sizes=options.preferred_batch_sizes, atol=options.atol, rtol=options.rtol,
-                    accept_fidelity=precision.accept_fidelity, fp16_io=precision.fp16_io, step=step)
+                job = PlanJob(model_files(onnx_path), spec, options.tensorrt, precision.precision,
+                              parse_dynamic_ranges(options.tensorrt.dynamic_ranges), options.preferred_batch_sizes,
+                              calibration[0] if calibration else None, precision.fp16_io, options.atol, options.rtol,
+                              precision.accept_fidelity)
+                plan = plan_into_version_dir(job, reference, version_dir, stage / "tensorrt", step=step)
                 fmt_spec, fmt_parity, fmt_files = plan.spec, plan.parity, ()
                 extra = {"tensorrt": plan.manifest, **({"precision": {"precision": precision.precision,
                                                                       "fidelity": plan.fidelity}}
@@ -320,7 +324,8 @@ def _intent(options: BuildOptions, name: str, spec: ModelSpec, fmt: str, source:
 
     entries = execution_accelerators(
         accelerators, name, cache_dir=options.ort_engine_cache,
-        profile_shapes=spec_profile_shapes(spec, options.tensorrt.dynamic_ranges, options.preferred_batch_sizes)
+        profile_shapes=spec_profile_shapes(spec, parse_dynamic_ranges(options.tensorrt.dynamic_ranges),
+                                           options.preferred_batch_sizes)
         if any(a.name == "tensorrt" for a in accelerators) else None)
     # A plan's profile may end below --max-batch-size; preferred sizes above it would not be formed anyway.
     preferred = tuple(b for b in options.preferred_batch_sizes if b <= spec.max_batch_size) if fmt == "tensorrt" \
@@ -334,7 +339,7 @@ def _check_precision_and_targets(options: BuildOptions, formats: tuple[str, ...]
                                  note: Callable[[str], None]) -> tuple[PrecisionOptions, tuple[Any, ...]]:
     """Precision, accelerator and TensorRT options checked before the slow steps; returns the resolved ones."""
     from tritongen.accelerators import engine_cache_note, parse_ort_accelerators
-    from tritongen.export.tensorrt import check_tensorrt_available
+    from tritongen.formats.tensorrt.builder import check_tensorrt_available
     from tritongen.precision import check_precision_options
 
     for msg in check_precision_options(options.precision):

@@ -26,11 +26,11 @@ from tritongen.server import launch, server_alive
 from tritongen.server.base import ServerHandle
 from tritongen.server.local import EXIT_NOTE, find_tritonserver, relevant_log_lines
 from tritongen.stage import StagedModel, read_config, select_models, served_by, staged_repository
-from tritongen.verify import OutputParity, compare_outputs
+from tritongen.verify import OutputParity, compare_outputs, tolerance_for
 
 BURST_SIZES = (32, 64, 64, 128, 128)
 STATS_SETTLE_S = 2.0
-DEFAULT_ATOL, DEFAULT_RTOL = 1e-4, 1e-3
+DEFAULT_ATOL, DEFAULT_RTOL = tolerance_for().atol, tolerance_for().rtol
 UNKNOWN_INPUT = "tritongen_no_such_input"
 Progress = Callable[[str], None]
 
@@ -161,7 +161,7 @@ def validate_repository(repository: str | Path, *, models: Sequence[str] | None 
 def _refuse_mismatched_plans(repository: Path, names: Sequence[str], image: str | None) -> None:
     """A TensorRT plan loads only in the TensorRT release that built it: say so before starting the container."""
     from tritongen.deploy import choose_image, needs_of_repository
-    from tritongen.export.tensorrt import check_plan_version, plan_tensorrt_version, tensorrt_version_of_image
+    from tritongen.formats.tensorrt.versions import check_plan_version, plan_tensorrt_version, tensorrt_version_of_image
 
     plans = [n for n in names if read_config(repository / n).platform == "tensorrt_plan"]
     if not plans:
@@ -267,7 +267,7 @@ class _ModelChecker:
         self.say(f"v{version}: readiness")
         state, reason = self._state(version)
         if state != "READY":
-            from tritongen.export.tensorrt import version_mismatch_in_log
+            from tritongen.formats.tensorrt.versions import version_mismatch_in_log
 
             mismatch = version_mismatch_in_log(self.handle.log()) if self.config.platform == "tensorrt_plan" else None
             return ModelValidation(**base, state=state, passed=False,

@@ -1,7 +1,14 @@
-"""Comparing a runner's outputs with the PyTorch reference: ParityReport."""
+"""Parity with the PyTorch reference: the cases, running them, comparing the outputs, and the one tolerance rule.
+
+Running and comparing are separate steps (as in Polygraphy's Comparator): `run_cases(runner, cases)` once per
+runner, then `compare(expected, actual, tolerance)` as often as needed, so a tolerance that depends on the
+measured error (INT8) costs no second run of either model.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -9,6 +16,122 @@ import numpy as np
 
 from tritongen.runners.base import Runner
 from tritongen.spec import ModelSpec, random_inputs
+
+Feeds = dict[str, np.ndarray]
+Outputs = dict[str, np.ndarray]
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tolerances
+
+# (atol, rtol) per target and precision. FP32 on ONNX Runtime: the build's defaults. FP16 keeps about 3 significant
+# digits, and errors add up through layers. TensorRT's FP32 builds use TF32 tensor cores by default on Ampere and
+# later: about 1e-3 relative error. INT8 starts from the FP32 defaults and takes the measured error (below).
+DEFAULT_TOLERANCES: dict[str, dict[str, tuple[float, float]]] = {
+    "onnxruntime": {"fp32": (1e-4, 1e-3), "fp16": (1e-2, 1e-2), "int8": (1e-4, 1e-3)},
+    "tensorrt": {"fp32": (1e-3, 1e-3), "fp16": (1e-2, 1e-2), "int8": (1e-4, 1e-3)},
+}
+# validate compares the served model with PyTorch at the manifest's tolerance: for INT8 that is the error measured
+# at build time, with headroom for a server that batches requests differently (dynamic quantization scales depend on
+# the whole batch).
+TOLERANCE_HEADROOM = 2.0
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """|actual - expected| <= atol + rtol * |expected|, and how the numbers were chosen (for reports)."""
+
+    atol: float
+    rtol: float
+    how: str = ""
+
+    def widened_to(self, measured: float, why: str) -> Tolerance:
+        """At least the measured error with headroom: for a model kept although it missed the tolerance."""
+        atol = max(self.atol, round_up(measured * TOLERANCE_HEADROOM))
+        return Tolerance(atol, self.rtol, f"{self.how}; widened to {atol:g} {why}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"atol": self.atol, "rtol": self.rtol, "how": self.how}
+
+
+def tolerance_for(precision: str = "fp32", target: str = "onnxruntime", user_atol: float | None = None,
+                  user_rtol: float | None = None, measured: float | None = None) -> Tolerance:
+    """The parity tolerance for a precision on a target (onnxruntime | tensorrt): the user's values where given.
+
+    Quantization error is the point of INT8, so a fixed FP32-style tolerance means nothing there: the fidelity
+    thresholds judge the model, and the tolerance only has to tell "this model, served" from "something else". For
+    INT8 without --atol it is the `measured` max abs error × TOLERANCE_HEADROOM (never below the FP32 default);
+    other precisions ignore `measured`.
+    """
+    table = DEFAULT_TOLERANCES.get(target, DEFAULT_TOLERANCES["onnxruntime"])
+    default_atol, default_rtol = table.get(precision, table["fp32"])
+    rtol = default_rtol if user_rtol is None else user_rtol
+    if user_atol is not None:
+        return Tolerance(user_atol, rtol, "given with --atol/--rtol")
+    if precision == "int8" and measured is not None:
+        return Tolerance(max(default_atol, round_up(measured * TOLERANCE_HEADROOM)), rtol,
+                         f"measured INT8 error {measured:.3g} on the parity inputs × {TOLERANCE_HEADROOM:g} headroom")
+    where = " for TensorRT" if target == "tensorrt" else ""
+    return Tolerance(default_atol, rtol, f"{precision.upper()} defaults{where}")
+
+
+def round_up(value: float) -> float:
+    """Two significant digits, rounded up, so a tolerance reads well and never undercuts the measurement."""
+    if value <= 0:
+        return 0.0
+    exponent = math.floor(math.log10(value)) - 1
+    digits = math.ceil(value / 10**exponent * (1 - 1e-12))  # 31.000000000000004 is 31, not 32
+    return float(f"{digits * 10**exponent:.2g}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cases and runs
+
+
+@dataclass(frozen=True)
+class ParityCase:
+    """One set of inputs to compare on, and its name in reports (`batch=2 seq=16 seed=3`)."""
+
+    label: str
+    feeds: Feeds = field(repr=False)
+
+
+def parity_cases(spec: ModelSpec) -> list[ParityCase]:
+    """Batch 1, 2 and max; two lengths of each dynamic axis; several seeds at the small batches.
+
+    The seeds catch a data-dependent branch that tracing baked in; the max batch catches sizes fixed in code.
+    """
+    batches: list[int | None] = sorted({b for b in (1, 2, spec.max_batch_size) if b <= spec.max_batch_size}) \
+        if spec.batched else [None]
+    length_sets = [{a: spec.lengths(a)[i] for a in spec.dynamic_axes} for i in (0, 1)] if spec.dynamic_axes else [{}]
+    seeds_small = 3 if spec.dynamic_axes else 4
+    cases = []
+    seed = 100
+    for lengths in length_sets:
+        for batch in batches:
+            for _ in range(1 if (batch or 1) > 2 else seeds_small):
+                label = " ".join(([f"batch={batch}"] if batch else []) + [f"{a}={n}" for a, n in lengths.items()]
+                                 + [f"seed={seed}"])
+                cases.append(ParityCase(label, random_inputs(spec, batch, lengths, np.random.default_rng(seed))))
+                seed += 1
+    return cases
+
+
+@dataclass(frozen=True)
+class CaseOutputs:
+    """What one runner returned for each case, in the order of the cases."""
+
+    runner: str
+    cases: tuple[ParityCase, ...]
+    outputs: tuple[Outputs, ...]
+
+
+def run_cases(runner: Runner, cases: Sequence[ParityCase]) -> CaseOutputs:
+    """Run every case through an active runner, once."""
+    return CaseOutputs(runner.name, tuple(cases), tuple(runner.infer(c.feeds) for c in cases))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Comparing
 
 
 @dataclass(frozen=True)
@@ -84,37 +207,26 @@ def merge(a: OutputParity | None, b: OutputParity) -> OutputParity:
                         a.passed and b.passed, a.problem or b.problem)
 
 
-def parity_cases(spec: ModelSpec) -> list[tuple[int | None, dict[str, int], int]]:
-    """(batch, axis lengths, seed) for each comparison: batch 1, 2 and max; two lengths of each dynamic axis.
+def compare(expected: CaseOutputs, actual: CaseOutputs, tolerance: Tolerance) -> ParityReport:
+    """The worst error per output of `actual` against `expected` over every case, at `tolerance`."""
+    if len(expected.outputs) != len(actual.outputs):
+        raise ValueError(f"{len(expected.outputs)} expected but {len(actual.outputs)} actual case outputs")
+    worst: dict[str, OutputParity] = {}
+    for exp, act in zip(expected.outputs, actual.outputs, strict=True):
+        for name, parity in compare_outputs(act, exp, tolerance.atol, tolerance.rtol).items():
+            worst[name] = merge(worst.get(name), parity)
+    return ParityReport(actual.runner, tolerance.atol, tolerance.rtol, tuple(worst.values()),
+                        tuple(c.label for c in actual.cases))
 
-    Several seeds at the small batches, so a data-dependent branch baked in by tracing is caught.
-    """
-    batches: list[int | None] = sorted({b for b in (1, 2, spec.max_batch_size) if b <= spec.max_batch_size}) \
-        if spec.batched else [None]
-    length_sets = [{a: spec.lengths(a)[i] for a in spec.dynamic_axes} for i in (0, 1)] if spec.dynamic_axes else [{}]
-    seeds_small = 3 if spec.dynamic_axes else 4
-    cases = []
-    seed = 100
-    for lengths in length_sets:
-        for batch in batches:
-            repeats = 1 if (batch or 1) > 2 else seeds_small
-            for _ in range(repeats):
-                cases.append((batch, lengths, seed))
-                seed += 1
-    return cases
+
+def max_abs_error(expected: CaseOutputs, actual: CaseOutputs) -> float:
+    """The largest finite |actual - expected| over every output and case (a shape mismatch fails parity anyway)."""
+    errors = (p.max_abs_err for exp, act in zip(expected.outputs, actual.outputs, strict=True)
+              for p in compare_outputs(act, exp, math.inf, 0.0).values())
+    return max((e for e in errors if math.isfinite(e)), default=0.0)
 
 
 def parity_against(reference: Runner, candidate: Runner, spec: ModelSpec, *, atol: float, rtol: float) -> ParityReport:
-    """Run both runners on fresh random inputs for every parity case and keep the worst error per output."""
-    worst: dict[str, OutputParity] = {}
-    names = []
-    for batch, lengths, seed in parity_cases(spec):
-        feeds = random_inputs(spec, batch, lengths, np.random.default_rng(seed))
-        expected = reference.infer(feeds)
-        actual = candidate.infer(feeds)
-        for name, parity in compare_outputs(actual, expected, atol, rtol).items():
-            worst[name] = merge(worst.get(name), parity)
-        names.append(" ".join([f"batch={batch}"] if batch else []) + "".join(f" {a}={n}" for a, n in lengths.items())
-                     + f" seed={seed}")
-    ordered = tuple(worst[o.name] for o in spec.outputs if o.name in worst) or tuple(worst.values())
-    return ParityReport(candidate.name, atol, rtol, ordered, tuple(n.strip() for n in names))
+    """Run both runners on every parity case of `spec` and compare at a fixed tolerance."""
+    cases = parity_cases(spec)
+    return compare(run_cases(reference, cases), run_cases(candidate, cases), Tolerance(atol, rtol))

@@ -101,7 +101,7 @@ def build_command(checkpoint: Path, name: str | None, inputs: tuple[str, ...], o
                   no_deploy: bool, deploy_image: str | None, public: bool, as_json: bool) -> None:
     """Export CHECKPOINT to a verified, versioned Triton model repository."""
     from tritongen.build import BuildOptions, build_model
-    from tritongen.export.tensorrt import TensorRTOptions
+    from tritongen.formats.tensorrt.builder import TensorRTOptions
     from tritongen.precision import PrecisionOptions
 
     precision_options = PrecisionOptions(

@@ -28,8 +28,10 @@ def python_model_from_onnx(onnx_filename: str = "model.onnx", spec: ModelSpec | 
     interface = [] if spec is None else (
         [f"input  {t.describe()}" for t in spec.inputs] + [f"output {t.describe()}" for t in spec.outputs]
         + [f"max_batch_size {spec.max_batch_size}"])
+    from tritongen.runners.onnxruntime import served_session_code
+
     return env.get_template("model.py.j2").render(tritongen_version=__version__, onnx_filename=onnx_filename,
-                                                  interface=interface)
+                                                  interface=interface, session_code=served_session_code())
 
 
 def write_python_model(version_dir: Path, spec: ModelSpec | None = None, *, onnx_filename: str = "model.onnx") -> Path:

@@ -317,3 +317,32 @@ def _remove(container: Container, pending: BaseException | None = None) -> None:
 def _short(exc: BaseException) -> str:
     text: Any = getattr(exc, "explanation", None) or str(exc)
     return str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__
+
+
+class ContainerSlot:
+    """The container a `removed_when_done` block creates: set `container` once the create call returns."""
+
+    def __init__(self) -> None:
+        self.container: Container | None = None
+        self.final_log = ""  # the log as the container was removed
+
+
+@contextlib.contextmanager
+def removed_when_done(client: docker.DockerClient, name: str) -> Iterator[ContainerSlot]:
+    """Remove the container called `name` when the block ends, however it ends (error, timeout, Ctrl-C).
+
+    The launcher's cleanup, for one-off containers: a Ctrl-C that lands after the engine created the container
+    but before the SDK call returned leaves no Container object, so the block names it and it is found by name.
+    """
+    slot = ContainerSlot()
+    try:
+        yield slot
+    finally:
+        pending = sys.exc_info()[1]
+        container = slot.container
+        if container is None:
+            late = not isinstance(pending, TritongenError)  # refused creations are TritongenErrors: nothing to wait for
+            container = _find(client, name, wait_s=CREATE_GRACE_S if late and pending is not None else 0.0)
+        if container is not None:
+            slot.final_log = _logs(container)
+            _remove(container, pending=pending)

@@ -1,0 +1,1 @@
+"""Deployable formats: one module (or package) per format."""
