@@ -7,13 +7,13 @@ import pytest
 
 from tritongen.errors import TritongenError
 from tritongen.repository import (
+    build_workspace,
     install_model_version,
     load_reference,
     models_in,
     next_version,
     resolve_version,
     save_reference,
-    staging_dir,
     versions_of,
 )
 
@@ -44,9 +44,9 @@ def test_resolve_version_refuses_existing_without_force(tmp_path):
 def test_install_new_then_next_version_keeps_an_unrecorded_config(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
-    with staging_dir(repo, "m") as stage:
+    with build_workspace(repo) as stage:
         assert install_model_version(stage_model(stage, "m", 1, "config one"), repo, 1) == (repo / "m" / "1", None)
-    with staging_dir(repo, "m") as stage:
+    with build_workspace(repo) as stage:
         version_dir, backup = install_model_version(stage_model(stage, "m", 2, "config two"), repo, 2)
     assert version_dir == repo / "m" / "2" and (repo / "m" / "config.pbtxt").read_text() == "config two"
     # No version recorded "config one" as the config it was built with: it is kept beside the new one.
@@ -59,12 +59,12 @@ def test_install_new_then_next_version_keeps_an_unrecorded_config(tmp_path):
 def test_a_config_a_version_recorded_needs_no_backup(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
-    with staging_dir(repo, "m") as stage:
+    with build_workspace(repo) as stage:
         model = stage_model(stage, "m", 1, "config one")
         (model / "1" / "tritongen").mkdir()
         (model / "1" / "tritongen" / "config.pbtxt").write_text("config one")
         install_model_version(model, repo, 1)
-    with staging_dir(repo, "m") as stage:
+    with build_workspace(repo) as stage:
         _, backup = install_model_version(stage_model(stage, "m", 2, "config two"), repo, 2)
     assert backup is None and sorted(p.name for p in (repo / "m").iterdir()) == ["1", "2", "config.pbtxt"]
 
@@ -72,9 +72,9 @@ def test_a_config_a_version_recorded_needs_no_backup(tmp_path):
 def test_forced_replace_swaps_the_version(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
-    with staging_dir(repo, "m") as stage:
+    with build_workspace(repo) as stage:
         install_model_version(stage_model(stage, "m", 1, "a"), repo, 1)
-    with staging_dir(repo, "m") as stage:
+    with build_workspace(repo) as stage:
         install_model_version(stage_model(stage, "m", 1, "b"), repo, 1)
     assert (repo / "m" / "config.pbtxt").read_text() == "b"
     assert sorted(p.name for p in (repo / "m").iterdir() if p.name != "1" and not p.name.startswith("config.pbtxt.bak"))\
