@@ -7,7 +7,7 @@ finding configs, versions and artifact files each in their own way.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,19 +45,23 @@ class ModelDir:
                                  "rebuild it with `tritongen build`")
         return self.path / str(chosen)
 
-    @functools.cached_property
+    _manifests: dict[int, dict[str, Any] | None] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
     def manifest(self) -> dict[str, Any] | None:
         """The latest version's manifest; None when the model was not built by tritongen."""
-        if self.latest is None or not (self.version_dir() / META_DIR / MANIFEST).exists():
-            return None
-        return read_manifest(self.version_dir())
+        return None if self.latest is None else self._manifest(self.latest)
 
     def manifest_of(self, version: int | None = None) -> dict[str, Any]:
-        if version is None or version == self.latest:
-            if self.manifest is None:
-                return read_manifest(self.version_dir())  # raises the usual "no manifest" error
-            return self.manifest
-        return read_manifest(self.version_dir(version))
+        """A version's manifest (the latest by default); an error when it has none."""
+        found = self._manifest(self.latest if version is None else version) if self.versions else None
+        return found if found is not None else read_manifest(self.version_dir(version))
+
+    def _manifest(self, version: int) -> dict[str, Any] | None:
+        if version not in self._manifests:  # each manifest is read at most once
+            folder = self.path / str(version)
+            self._manifests[version] = read_manifest(folder) if (folder / META_DIR / MANIFEST).exists() else None
+        return self._manifests[version]
 
     def reference(self, version: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """The sample inputs and PyTorch outputs `build` saved with a version (the latest by default)."""
@@ -68,8 +72,7 @@ class ModelDir:
         if self.latest is None:
             return None
         version_dir = self.version_dir(version)
-        manifest = self.manifest if version in (None, self.latest) else (
-            read_manifest(version_dir) if (version_dir / META_DIR / MANIFEST).exists() else None)
+        manifest = self._manifest(int(version_dir.name))
         name = (self.config.default_model_filename
                 or ARTIFACT_BY_FORMAT.get(str((manifest or {}).get("format", "")))
                 or ARTIFACT_BY_PLATFORM.get(self.config.platform)
