@@ -201,10 +201,10 @@ def killed_install(repo: Path, version: int, before: int) -> int:
                     return real(*args, **kwargs)
                 return step
 
-            os.rename, os.replace = dying(real_rename), dying(real_replace)
-            install_module.swap_paths = lambda a, b: False  # the two-rename path: the only one with a gap
             with building(repo, ["m"], version=version, force=True) as work:
                 stage_tagged(work.workspace, "m", version, "new")
+                os.rename, os.replace = dying(real_rename), dying(real_replace)
+                install_module.swap_paths = lambda a, b: False  # the two-rename path: the only one with a gap
                 work.install()
         finally:
             os._exit(0)

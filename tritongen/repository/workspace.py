@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tritongen.repository.layout import versions_of, writable
+from tritongen.repository.layout import versions_of
 
 WORKSPACE_PREFIX = ".tritongen-build-"
 OWNER_FILE = "owner.json"
@@ -44,9 +44,31 @@ def workspace_home(repository: Path) -> Path:
         return repository
     if not repository.exists():
         return parent  # the repository will be made there, so it is the same filesystem
-    if os.stat(parent).st_dev == os.stat(repository).st_dev and writable(parent):
+    if os.stat(parent).st_dev == os.stat(repository).st_dev and _renames_into(parent, repository):
         return parent
     return repository
+
+
+def _renames_into(parent: Path, repository: Path) -> bool:
+    """Whether a file made in `parent` can be renamed into `repository` (same filesystem and mount, both writable).
+
+    The probe is a file, which Triton never looks at, and it is moved straight back."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".tritongen-probe-", dir=parent)
+    except OSError:
+        return False
+    os.close(fd)
+    inside = repository / Path(probe).name
+    try:
+        os.rename(probe, inside)
+        os.rename(inside, probe)
+        return True
+    except OSError:  # EXDEV: another mount; EACCES/EROFS: the repository is read-only
+        return False
+    finally:
+        for leftover in (probe, inside):
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)
 
 
 @contextmanager
