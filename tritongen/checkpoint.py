@@ -151,12 +151,12 @@ def load_checkpoint(
     trust: bool = False,
 ) -> LoadedCheckpoint:
     """Load any supported checkpoint kind on the CPU, in eval mode."""
-    import torch
-
     path = Path(path)
     _check_readable(path)
-    with open_archive(path) as archive:
+    with open_archive(path) as archive:  # a zip bomb is refused here, before torch is even imported
         kind = _kind_of_archive(archive)
+        import torch
+
         if kind is CheckpointKind.EXPORTED_PROGRAM:
             from tritongen.sources.pt2 import load_exported_program
 
