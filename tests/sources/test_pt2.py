@@ -1,9 +1,10 @@
 """Hostile `.pt2` files: every way torch 2.13's loader runs code from the file is refused without --trust-checkpoint.
 
 Each file is a real torch.export.save archive with one part rewritten so that loading it would run
-`os.system("touch MARKER")`. The first five kinds really do run in torch 2.13 (the test proves it with
---trust-checkpoint); the others are shut off in advance (torch's verifier or code generation happens to stop
-the versions of them tried here).
+`os.system("touch MARKER")`. The first five kinds really run in torch 2.13 (the test proves it with
+--trust-checkpoint). The others are shut off in advance: for the versions tried here, torch's verifier stopped the
+Python-function node and code generation the injected argument name before the payload ran; the old layout,
+custom objects and AOTInductor folders were not tried against torch.
 """
 
 from __future__ import annotations
@@ -119,8 +120,19 @@ def compiled_code(members: dict[str, bytes], root: str, marker: Path) -> None:
     members[f"{root}/data/aotinductor/model/model.so"] = b"\x7fELF not really"
 
 
+def old_layout_member(members: dict[str, bytes], root: str, marker: Path) -> None:
+    # torch.export.load falls back to the pre-2.7 layout when the new one fails to load.
+    members["serialized_example_inputs.pt"] = saved(((Payload(marker),), {}))
+
+
+def custom_object_constant(members: dict[str, bytes], root: str, marker: Path) -> None:
+    edit_json(members, f"{root}/data/constants/model_constants_config.json", lambda c: c["config"].update(
+        obj={"path_name": "custom_obj_0", "is_param": False, "use_pickle": True, "tensor_meta": None}))
+    members[f"{root}/data/constants/custom_obj_0"] = pickle.dumps(Payload(marker))
+
+
 RUNS_IN_TORCH = [pickled_weight, pickled_sample_inputs, opaque_constant, sympy_expression, guard_code]
-SHUT_OFF = [argument_name, python_function_node, compiled_code]
+SHUT_OFF = [argument_name, python_function_node, compiled_code, old_layout_member, custom_object_constant]
 
 
 @pytest.mark.parametrize("edit, fragment", [
@@ -128,6 +140,8 @@ SHUT_OFF = [argument_name, python_function_node, compiled_code]
     (opaque_constant, "constant 'evil' is a pickled Python object"), (sympy_expression, "Python code for sympy"),
     (guard_code, "a guard is Python code"), (argument_name, "names are pasted into generated Python"),
     (python_function_node, "'torch.os.system' is a Python function"), (compiled_code, "AOTInductor-compiled code"),
+    (old_layout_member, "old-layout member 'serialized_example_inputs.pt'"),
+    (custom_object_constant, "constant 'obj' is a TorchScript custom object"),
 ], ids=lambda v: getattr(v, "__name__", ""))
 def test_hostile_pt2_is_refused_and_runs_nothing(tmp_path, program, edit, fragment):
     marker = tmp_path / "pwned"
@@ -135,7 +149,8 @@ def test_hostile_pt2_is_refused_and_runs_nothing(tmp_path, program, edit, fragme
     with pytest.raises(TritongenError) as err:
         load_checkpoint(path)
     assert fragment in err.value.message and "--trust-checkpoint" in err.value.hint
-    if edit in (pickled_weight, pickled_sample_inputs, opaque_constant):  # listed like a full pickle's imports
+    if edit in (pickled_weight, pickled_sample_inputs, opaque_constant, old_layout_member, custom_object_constant):
+        # listed like a full pickle's imports
         assert "it would import posix.system" in err.value.message
     assert not marker.exists()
 

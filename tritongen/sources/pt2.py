@@ -60,7 +60,8 @@ def pt2_risks(archive: Archive) -> list[Pt2Risk]:
         risks.append(Pt2Risk("it holds AOTInductor-compiled code (shared libraries torch loads and runs)"))
     for legacy in ("serialized_state_dict.pt", "serialized_constants.pt", "serialized_example_inputs.pt"):
         if legacy in archive.zip.NameToInfo:  # the pre-2.7 layout, loaded when the new one fails
-            risks += _pickle_risks(archive.zip.read(legacy), f"the old-layout member '{legacy}' needs a full unpickle")
+            data = archive.zip.read(legacy)  # sizes were checked when the archive was opened
+            risks += _pickle_risks(data, f"the old-layout member '{legacy}' needs a full unpickle")
     models = [n for n in archive.records(layout.MODELS_DIR) if n.endswith(".json")]
     for record in models:
         model = record[len(layout.MODELS_DIR):-len(".json")]
@@ -68,7 +69,7 @@ def pt2_risks(archive: Archive) -> list[Pt2Risk]:
         risks += _payload_risks(archive, layout, model, "constants")
         sample = layout.SAMPLE_INPUTS_FILENAME_FORMAT.format(model)
         if archive.has(sample):
-            risks += _sample_input_risks(archive.read(sample))
+            risks += _sample_input_risks(archive.read(sample, archive.size(sample)))
         try:
             program = json.loads(archive.read(record))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -92,9 +93,7 @@ def program_risks(program: Any) -> list[Pt2Risk]:
         if problem:
             risks.append(Pt2Risk(f"graph node target '{_clip(target)}' {problem}"))
     graph_module = program.get("graph_module", {}) if isinstance(program, dict) else {}
-    names = list(_values_under_keys(graph_module, _NAME_KEYS))
-    for signature in _strings_under(graph_module, "forward_arg_names", lists=True):
-        names.append(signature)
+    names = [*_values_under_keys(graph_module, _NAME_KEYS), *_strings_under(graph_module, "forward_arg_names", lists=True)]
     bad = sorted({n for n in names if not isinstance(n, str) or not _NAME.match(n)}, key=str)
     if bad:
         risks.append(Pt2Risk(f"names are pasted into generated Python source: {_clip(repr(bad[0]))}"))
