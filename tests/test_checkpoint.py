@@ -1,3 +1,5 @@
+import copy
+import sys
 import zipfile
 
 import pytest
@@ -5,7 +7,7 @@ import torch
 
 from tests import models
 from tests.conftest import save_checkpoint
-from tritongen.checkpoint import CheckpointKind, kind_of_checkpoint, load_checkpoint
+from tritongen.checkpoint import CheckpointKind, import_model_class, kind_of_checkpoint, load_checkpoint
 from tritongen.errors import TritongenError
 
 CNN = "tests.models:SmallCNN"
@@ -97,3 +99,25 @@ def test_pythonpath_imports_user_code(tmp_path):
     torch.save({"l.weight": torch.eye(2), "l.bias": torch.zeros(2)}, tmp_path / "m.pt")
     loaded = load_checkpoint(tmp_path / "m.pt", model_class="usernet:Net", pythonpath=(code,))
     assert torch.equal(loaded.module(torch.ones(1, 2)), torch.ones(1, 2))
+
+
+def test_user_code_directories_leave_sys_path_as_it_was_and_the_model_keeps_working(tmp_path):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "usernet_paths.py").write_text(
+        "import torch\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.l = torch.nn.Linear(2, 2)\n    def forward(self, x):\n        return self.l(x) * 2\n")
+    torch.save({"l.weight": torch.eye(2), "l.bias": torch.zeros(2)}, tmp_path / "m.pt")
+    before = list(sys.path)
+    loaded = load_checkpoint(tmp_path / "m.pt", model_class="usernet_paths:Net", pythonpath=(code,))
+    assert sys.path == before and str(code) not in sys.path
+    # The user's module stays imported: the model runs, and copies of it (as exporters make) still find its class.
+    assert "usernet_paths" in sys.modules
+    assert torch.equal(copy.deepcopy(loaded.module)(torch.ones(1, 2)), torch.full((1, 2), 2.0))
+
+
+def test_sys_path_is_restored_when_importing_fails(tmp_path):
+    before = list(sys.path)
+    with pytest.raises(TritongenError, match="cannot import module"):
+        import_model_class("missing_usernet:Net", pythonpath=(tmp_path,))
+    assert sys.path == before

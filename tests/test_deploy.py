@@ -9,9 +9,18 @@ from pathlib import Path
 import pytest
 
 # `docker-compose config` and `docker compose config` need the binaries only, not an engine.
+from tests.conftest import CNN_ARGS
 from tests.docker.conftest import compose_commands, skip_or_fail
+from tests.repository.staging import read_only
 from tritongen import deploy
-from tritongen.deploy import NVIDIA_IMAGE, SLIM_IMAGE, choose_image, needs_of_repository, write_deploy
+from tritongen.deploy import (
+    NVIDIA_IMAGE,
+    SLIM_IMAGE,
+    check_deploy_writable,
+    choose_image,
+    needs_of_repository,
+    write_deploy,
+)
 from tritongen.errors import TritongenError
 
 
@@ -163,6 +172,28 @@ def test_repository_problems_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(TritongenError, match="not a valid Triton model config") as caught:
         write_deploy(broken)
     assert str(broken / "m" / "config.pbtxt") in caught.value.message
+
+
+def test_a_read_only_deploy_folder_is_one_line_before_anything_is_written(project: Path) -> None:
+    repository = project / "model_repository"
+    write_model(repository, "a")
+    with read_only(project / "deploy"):
+        with pytest.raises(TritongenError) as caught:
+            check_deploy_writable(repository)
+        assert "deploy" in caught.value.message and "read-only" in caught.value.message
+        assert "--no-deploy" in (caught.value.hint or "")
+        with pytest.raises(TritongenError, match="read-only"):  # write_deploy says the same, without a traceback
+            write_deploy(repository)
+
+
+def test_build_checks_the_deploy_folder_before_it_installs_a_version(tmp_path: Path, cli, cnn_checkpoint) -> None:
+    repository = tmp_path / "model_repository"
+    with read_only(tmp_path / "deploy"):
+        result = cli("build", cnn_checkpoint, *CNN_ARGS[:-1], "--repository", repository)
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot write the deployment folder" in errors[0]
+    assert not repository.exists()  # found before any work, so no version was installed
 
 
 VARIANTS = {

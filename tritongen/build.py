@@ -44,11 +44,10 @@ from tritongen.precision import (
 from tritongen.repository import (
     CONFIG,
     META_DIR,
+    building,
     check_repository_dir,
-    install_model_version,
     resolve_version,
     save_reference,
-    staging_dir,
     write_manifest,
     write_text_atomic,
 )
@@ -181,7 +180,12 @@ def build_model(options: BuildOptions, step: Step | None = None, warn: Callable[
     lengths = _parse_axis_lengths(options.axis_lengths)
     repository = Path(options.repository)
     check_repository_dir(repository)
+    if options.deploy:
+        from tritongen.deploy import check_deploy_writable
+
+        check_deploy_writable(repository)
     model_names = [name if i == 0 else f"{name}_{fmt}" for i, fmt in enumerate(formats)]
+    # An early answer for a taken --version; `building` chooses again under the lock.
     versions = [resolve_version(repository / m, options.version, options.force) for m in model_names]
     # Intent errors (batch sizes, kind) come before the slow steps.
     probe_spec = ModelSpec(inputs=user_inputs, max_batch_size=options.max_batch_size)
@@ -203,7 +207,8 @@ def build_model(options: BuildOptions, step: Step | None = None, warn: Callable[
         axis_ranges(spec, parse_dynamic_ranges(options.tensorrt.dynamic_ranges), options.preferred_batch_sizes)
     seconds["load"] = time.perf_counter() - started
 
-    with staging_dir(repository, name) as stage:
+    with building(repository, model_names, version=options.version, force=options.force, note=note) as work:
+        stage, versions = work.workspace, list(work.versions)
         onnx_path = stage / "export" / "model.onnx"
         t0 = time.perf_counter()
         with step("exporting ONNX"):
@@ -252,9 +257,8 @@ def build_model(options: BuildOptions, step: Step | None = None, warn: Callable[
         ref_outputs = CastingRunner(reference, {t.name: t.dtype for t in spec.inputs}).infer(ref_inputs)
 
         artifacts: list[ArtifactResult] = []
-        staged_models: list[tuple[Path, int]] = []
         for fmt, model_name, version in zip(formats, model_names, versions, strict=True):
-            model_stage = stage / model_name
+            model_stage = work.staged(model_name)
             version_dir = model_stage / str(version)
             version_dir.mkdir(parents=True)
             fmt_spec, fmt_parity, fmt_files = served_spec, served_parity, served_files
@@ -294,15 +298,10 @@ def build_model(options: BuildOptions, step: Step | None = None, warn: Callable[
             manifest = _manifest(options, loaded, fmt_spec, export, simplification, fmt_parity, fmt, model_name, version,
                                  version_dir, warnings) | extra
             write_manifest(version_dir, manifest)
-            staged_models.append((model_stage, version))
             artifact_file = "model.plan" if fmt == "tensorrt" else "model.onnx"
             artifacts.append(ArtifactResult(fmt, model_name, version, repository / model_name / str(version) / artifact_file,
                                             repository / model_name / CONFIG, fmt_parity))
-        for model_stage, version in staged_models:
-            _, backup = install_model_version(model_stage, repository, version)
-            if backup is not None:
-                note(f"{model_stage.name}/config.pbtxt had changes no build recorded (hand edits or `tritongen tune`); "
-                     f"kept them as {backup} (the new config does not carry them over)")
+        work.install()
 
     deploy_files: list[Path] = []
     if options.deploy:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import importlib
 import json
 import sys
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tritongen.errors import TritongenError
+from tritongen.sources.archive import Archive, open_archive
 
 STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 
@@ -44,7 +48,14 @@ def sha256_of(path: Path) -> str:
 
 
 def kind_of_checkpoint(path: Path) -> CheckpointKind:
-    """Tell the checkpoint kind by its zip member names; no pickle code runs."""
+    """Tell the checkpoint kind by its zip member names; no pickle code runs, and no member is inflated whole."""
+    path = Path(path)
+    _check_readable(path)
+    with open_archive(path) as archive:
+        return _kind_of_archive(archive)
+
+
+def _check_readable(path: Path) -> None:
     if not path.exists():
         raise TritongenError(f"checkpoint '{path}' does not exist", "check the path")
     if not path.is_file():
@@ -60,39 +71,49 @@ def kind_of_checkpoint(path: Path) -> CheckpointKind:
             "torch.export.save write)",
             "pass a file written by torch.save (state_dict), torch.jit.save or torch.export.save",
         )
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-        for name in names:
-            if name.endswith("archive_format") and zf.read(name).strip() == b"pt2":
-                return CheckpointKind.EXPORTED_PROGRAM
+
+
+def _kind_of_archive(archive: Archive) -> CheckpointKind:
+    # torch's own marker is three bytes: a short prefix is all that is ever read of it.
+    if archive.has("archive_format") and archive.read_prefix("archive_format", 16).strip() == b"pt2":
+        return CheckpointKind.EXPORTED_PROGRAM
+    names = archive.names
     if any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names):
         return CheckpointKind.TORCHSCRIPT
     if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
         return CheckpointKind.TORCH_SAVE
     raise TritongenError(
-        f"'{path}' is a zip archive but not a PyTorch checkpoint (no data.pkl, TorchScript code or pt2 archive)",
+        f"'{archive.path}' is a zip archive but not a PyTorch checkpoint (no data.pkl, TorchScript code or pt2 archive)",
         "pass a file written by torch.save, torch.jit.save or torch.export.save",
     )
 
 
-def add_user_code_paths(pythonpath: tuple[Path, ...]) -> None:
-    """Put --pythonpath directories first on sys.path, and the current directory last, as `python -m` would."""
-    for p in reversed(pythonpath):
-        resolved = str(Path(p).resolve())
-        if resolved not in sys.path:
-            sys.path.insert(0, resolved)
-    if str(Path.cwd()) not in sys.path:
-        sys.path.append(str(Path.cwd()))
+@contextmanager
+def user_code_paths(pythonpath: tuple[Path, ...] = ()) -> Iterator[None]:
+    """--pythonpath directories first on sys.path and the current directory last (as `python -m` would) while the
+    block runs; afterwards sys.path is as it was. Modules imported inside stay in sys.modules, so the model's classes
+    keep working after the block."""
+    front = [p for p in dict.fromkeys(str(Path(p).resolve()) for p in pythonpath) if p not in sys.path]
+    cwd = str(Path.cwd())
+    back = [cwd] if cwd not in sys.path and cwd not in front else []
+    sys.path[:0] = front
+    sys.path.extend(back)
+    try:
+        yield
+    finally:
+        for entry in front + back:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(entry)
 
 
 def import_model_class(spec: str, pythonpath: tuple[Path, ...] = ()) -> type:
-    """Import `package.module:ClassName`, with the user's code directories on sys.path."""
+    """Import `package.module:ClassName` with the user's code directories on sys.path (only while importing)."""
     if ":" not in spec:
         raise TritongenError(f"--model-class '{spec}' is not MODULE:CLASS", "e.g. --model-class mypkg.models:ResNet")
     module_name, _, class_name = spec.partition(":")
-    add_user_code_paths(pythonpath)
     try:
-        module = importlib.import_module(module_name)
+        with user_code_paths(pythonpath):
+            module = importlib.import_module(module_name)
     except ImportError as exc:
         raise TritongenError(
             f"cannot import module '{module_name}' for --model-class: {exc}",
@@ -130,10 +151,17 @@ def load_checkpoint(
     trust: bool = False,
 ) -> LoadedCheckpoint:
     """Load any supported checkpoint kind on the CPU, in eval mode."""
-    import torch
-
     path = Path(path)
-    kind = kind_of_checkpoint(path)
+    _check_readable(path)
+    with open_archive(path) as archive:  # a zip bomb is refused here, before torch is even imported
+        kind = _kind_of_archive(archive)
+        import torch
+
+        if kind is CheckpointKind.EXPORTED_PROGRAM:
+            from tritongen.sources.pt2 import load_exported_program
+
+            ep, module, how = load_exported_program(archive, trust)
+            return LoadedCheckpoint(module, kind, path, sha256_of(path), exported_program=ep, how=how)
     digest = sha256_of(path)
     if kind is CheckpointKind.TORCHSCRIPT:
         try:
@@ -143,16 +171,9 @@ def load_checkpoint(
                                  "re-save it with torch.jit.save from the same PyTorch major version") from exc
         module.eval()
         return LoadedCheckpoint(module, kind, path, digest, how="TorchScript module")
-    if kind is CheckpointKind.EXPORTED_PROGRAM:
-        try:
-            ep = torch.export.load(str(path))
-        except Exception as exc:
-            raise TritongenError(f"cannot load exported program '{path}': {_first_line(exc)}",
-                                 "re-save it with torch.export.save from PyTorch 2.13") from exc
-        return LoadedCheckpoint(ep.module(), kind, path, digest, exported_program=ep, how="torch.export program")
 
-    add_user_code_paths(pythonpath)
-    obj = _torch_load(path, trust)
+    with user_code_paths(pythonpath):  # a trusted full pickle imports the model's classes while it loads
+        obj = _torch_load(path, trust)
     if isinstance(obj, torch.nn.Module):
         obj.eval()
         return LoadedCheckpoint(obj, kind, path, digest, how=f"full pickled {type(obj).__name__} (trusted)")
@@ -171,7 +192,8 @@ def load_checkpoint(
     cls = import_model_class(model_class, pythonpath)
     kwargs = parse_model_kwargs(model_kwargs)
     try:
-        module = cls(**kwargs)
+        with user_code_paths(pythonpath):  # a constructor may import more of the user's code
+            module = cls(**kwargs)
     except Exception as exc:
         raise TritongenError(f"constructing {model_class}(**{kwargs}) failed: {type(exc).__name__}: {exc}",
                              "pass the constructor arguments with --model-kwargs JSON") from exc

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from tritongen import __version__
 from tritongen.errors import TritongenError
+from tritongen.repository import write_text_atomic
 
 # The Triton release inside nvidia-pytriton 0.7.0 is 2.51.0, which NVIDIA ships as container release 24.10.
 # Defaulting the NVIDIA image to the same release means the deployment runs the server version that
@@ -40,6 +40,7 @@ SHM_SIZE = "1g"  # an upper bound on /dev/shm, not an allocation: the python bac
 PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 CONTAINER_REPOSITORY = "/models"
 
+_DEPLOY_HINT = "make it writable, or pass --no-deploy to build without deployment files"
 DEPLOY_FILES = ("docker-compose.yml", ".env", "Dockerfile", "requirements.txt", "requirements-server.txt", "README.md")
 
 
@@ -88,9 +89,9 @@ class ImageChoice:
 
 def needs_of_repository(repository: Path) -> RepositoryNeeds:
     """Read every `<model>/config.pbtxt` under `repository` and say which backends and devices it needs."""
-    from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
+    from tritongen.repository import model_dirs
     from tritongen.stage import backend_of
 
     repository = Path(repository)
@@ -99,20 +100,13 @@ def needs_of_repository(repository: Path) -> RepositoryNeeds:
             f"model repository {repository} does not exist", "run `tritongen build` first, or pass the right path"
         )
     models = []
-    for config_path in sorted(repository.glob("*/config.pbtxt")):
-        config = model_config_pb2.ModelConfig()
-        try:
-            text_format.Parse(config_path.read_text(), config)
-        except text_format.ParseError as exc:
-            raise TritongenError(
-                f"{config_path} is not a valid Triton model config: {exc}",
-                "fix the file or rebuild the model with `tritongen build`",
-            ) from exc
+    for model in model_dirs(repository):
+        config = model.config
         backend = backend_of(config)
         kinds = [g.kind for g in config.instance_group]
         # TensorRT plans always run on a GPU, whatever the instance group says.
         gpu = backend == "tensorrt" or model_config_pb2.ModelInstanceGroup.KIND_GPU in kinds
-        models.append(ModelNeeds(name=config.name or config_path.parent.name, backend=backend, gpu=gpu,
+        models.append(ModelNeeds(name=config.name or model.name, backend=backend, gpu=gpu,
                                  writable=_writable_paths(config)))
     if not models:
         raise TritongenError(
@@ -224,13 +218,38 @@ def write_deploy(
         **image_files(),
         "README.md": render_template("deploy_README.md.j2", context),
     }
-    deploy_dir.mkdir(parents=True, exist_ok=True)
+    check_deploy_writable(repository, deploy_dir)
     written = []
-    for name, text in rendered.items():
-        path = deploy_dir / name
-        write_atomic(path, text)
-        written.append(path)
+    try:
+        deploy_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in rendered.items():
+            path = deploy_dir / name
+            write_text_atomic(path, text)
+            written.append(path)
+    except OSError as exc:
+        raise TritongenError(f"cannot write the deployment folder {deploy_dir}: {exc.strerror} ({exc.filename})",
+                             _DEPLOY_HINT) from exc
     return written
+
+
+def check_deploy_writable(repository: Path, deploy_dir: Path | None = None) -> None:
+    """Fail in one line, before anything is written, when the deployment folder cannot be written."""
+    from tritongen.repository import writable
+
+    deploy_dir = Path(deploy_dir) if deploy_dir is not None else default_deploy_dir(Path(repository).resolve())
+    existing = deploy_dir
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise TritongenError(f"cannot write the deployment folder {deploy_dir}: {existing} is not a directory",
+                             _DEPLOY_HINT)
+    blocked = [deploy_dir / n for n in DEPLOY_FILES if (deploy_dir / n).is_dir()] if existing == deploy_dir else []
+    if blocked:
+        raise TritongenError(f"cannot write the deployment folder {deploy_dir}: {blocked[0]} is a directory",
+                             _DEPLOY_HINT)
+    if not writable(existing):
+        where = "it is" if existing == deploy_dir else f"{existing} is"
+        raise TritongenError(f"cannot write the deployment folder {deploy_dir}: {where} read-only", _DEPLOY_HINT)
 
 
 def image_files() -> dict[str, str]:
@@ -284,19 +303,6 @@ def yaml_str(value: object) -> str:
     import json
 
     return json.dumps(str(value)).replace("$", "$$")
-
-
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write `text` to `path` so that a reader sees the old file or the new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, mode)  # mkstemp makes the file 0600; deployment files are read by other users and tools
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _mount_source(repository: Path, deploy_dir: Path) -> str:

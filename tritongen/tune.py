@@ -542,7 +542,7 @@ def write_tuned_config(model_dir: Path, tuned: TrialConfig, note: str = "") -> t
     previous_text = path.read_text()
     current = parse_config(previous_text)
     expected = tuned.apply(current)
-    backup = backup_path(model_dir)
+    backup = backup_path(path)
     header = (f"# Tuned by `tritongen tune` on {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}: {tuned.describe()}"
               + (f" ({note})" if note else "") + f".\n# The previous config is kept next to this file as {backup.name}.\n")
     text = header + _config_text(model_dir, expected)

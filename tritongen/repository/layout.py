@@ -1,14 +1,12 @@
-"""Model repository layout, versions, manifests, reference data and atomic writes."""
+"""The model repository's layout: versions, manifests, reference data, the one atomic write and backup names."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +21,11 @@ CONFIG = "config.pbtxt"
 
 
 def versions_of(model_dir: Path) -> list[int]:
-    """Existing numeric version directories of a model, ascending."""
+    """Existing numeric version directories of a model, ascending (as Triton counts them: no leading zeros)."""
     if not model_dir.is_dir():
         return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit() and int(p.name) > 0)
+    return sorted(int(p.name) for p in model_dir.iterdir()
+                  if p.is_dir() and p.name.isdigit() and not p.name.startswith("0"))
 
 
 def next_version(model_dir: Path) -> int:
@@ -49,87 +48,67 @@ def resolve_version(model_dir: Path, requested: int | None, force: bool) -> int:
 
 
 def check_repository_dir(repository: Path) -> None:
+    """The repository can be written (or created) and is not inside another model's folder; nothing is created."""
+    repository = Path(repository)
     if repository.exists() and not repository.is_dir():
         raise TritongenError(f"--repository '{repository}' exists and is not a directory",
                              "pass a directory for the model repository")
+    for ancestor in repository.resolve().parents:
+        if (ancestor / CONFIG).is_file():
+            raise TritongenError(f"--repository '{repository}' is inside the folder of model '{ancestor.name}' "
+                                 f"(it holds a {CONFIG}), where Triton would not find it",
+                                 f"pass the repository itself, e.g. --repository {ancestor.parent}")
+    existing = repository
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise TritongenError(f"cannot create repository directory '{repository}': '{existing}' is not a directory",
+                             "pass a writable --repository")
+    if not writable(existing):
+        if existing == repository:
+            raise TritongenError(f"repository directory '{repository}' is not writable", "pass a writable --repository")
+        raise TritongenError(f"cannot create repository directory '{repository}': '{existing}' is not writable",
+                             "pass a writable --repository")
+
+
+def writable(directory: Path) -> bool:
+    """Whether a file can really be created in `directory` (read-only mounts and immutable folders included)."""
     try:
-        repository.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TritongenError(f"cannot create repository directory '{repository}': {exc.strerror}",
-                             "pass a writable --repository") from exc
-    if not os.access(repository, os.W_OK):
-        raise TritongenError(f"repository directory '{repository}' is not writable", "pass a writable --repository")
+        fd, probe = tempfile.mkstemp(prefix=".tritongen-probe-", dir=directory)
+    except OSError:
+        return False
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return True
 
 
-@contextmanager
-def staging_dir(repository: Path, name: str) -> Iterator[Path]:
-    """A scratch directory on the repository's filesystem (so renames are atomic), removed afterwards.
-
-    Its name starts with '.', is not numeric, and so is never mistaken for a model or a version by Triton.
-    """
-    path = Path(tempfile.mkdtemp(prefix=f".tritongen-{name}-", dir=repository))
+def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write `text` so that a reader sees the old file or the new one, never half of one (also after a crash)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)  # mkstemp makes the file 0600; configs and deployment files are read by other users
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def backup_path(model_dir: Path) -> Path:
-    """A free `config.pbtxt.bak-<timestamp>` name next to a model's config (Triton ignores such files)."""
+def backup_path(path: Path, kind: str = "bak") -> Path:
+    """A free `<name>.<kind>-<timestamp>` name next to `path` (`config.pbtxt.bak-20261201-120000`); Triton ignores it."""
+    path = Path(path)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = candidate = model_dir / f"{CONFIG}.bak-{stamp}"
+    first = candidate = path.with_name(f"{path.name}.{kind}-{stamp}")
     n = 1
     while candidate.exists():
-        candidate = path.with_name(f"{path.name}-{n}")
+        candidate = first.with_name(f"{first.name}-{n}")
         n += 1
     return candidate
-
-
-def install_model_version(staged_model: Path, repository: Path, version: int) -> tuple[Path, Path | None]:
-    """Move a staged `<model>/{config.pbtxt, <version>/}` into the repository, atomically at each step.
-
-    A new model is one rename. For an existing model the version directory is renamed into place
-    first (a replaced version goes aside, then away), then config.pbtxt is replaced. Each version keeps
-    the config it was built with in its tritongen/ folder; a live config that matches none of those (edited
-    by hand, or written by `tritongen tune`) is first copied to `config.pbtxt.bak-<timestamp>`, so nothing
-    is lost. Returns the version directory and that backup, if one was made.
-    """
-    target = repository / staged_model.name
-    if not target.exists():
-        os.rename(staged_model, target)
-        return target / str(version), None
-    version_dir = target / str(version)
-    old_aside = None
-    if version_dir.exists():
-        old_aside = target / f".replaced-{version}-{os.getpid()}"
-        os.rename(version_dir, old_aside)
-    os.rename(staged_model / str(version), version_dir)
-    previous = target / CONFIG
-    backup = None
-    if previous.exists():
-        live = previous.read_bytes()
-        recorded = [target / str(v) / META_DIR / CONFIG for v in versions_of(target) if v != version]
-        if not any(p.exists() and p.read_bytes() == live for p in recorded):
-            backup = backup_path(target)
-            shutil.copy2(previous, backup)
-    os.replace(staged_model / CONFIG, previous)
-    if old_aside is not None:
-        shutil.rmtree(old_aside, ignore_errors=True)
-    return version_dir, backup
 
 
 def save_reference(version_dir: Path, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> Path:
@@ -157,7 +136,7 @@ def write_manifest(version_dir: Path, manifest: dict[str, Any]) -> Path:
     meta = version_dir / META_DIR
     meta.mkdir(parents=True, exist_ok=True)
     path = meta / MANIFEST
-    path.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    write_text_atomic(path, json.dumps(manifest, indent=2, default=str) + "\n")
     return path
 
 
