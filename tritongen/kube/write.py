@@ -7,7 +7,6 @@ it is rewritten.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import math
@@ -24,12 +23,12 @@ from tritongen.deploy import (
     default_deploy_dir,
     needs_of_repository,
     render_template,
-    write_atomic,
 )
 from tritongen.errors import TritongenError
 from tritongen.kube import metrics, pod
 from tritongen.kube.plan import CapacityPlan
 from tritongen.kube.source import GCS_KEY, GCS_MOUNT, S3_KEYS, S3_OPTIONAL_KEYS, ModelSource, check_name, name_from, parse_source
+from tritongen.repository import backup_path, write_text_atomic
 
 TARGETS = ("compose", "kubernetes", "kserve")
 PLAN_FILE = "capacity-plan.json"
@@ -236,7 +235,6 @@ def write_files(folder: Path, files: dict[str, str], options: dict[str, Any] | N
     folder.mkdir(parents=True, exist_ok=True)
     record = _record(folder)
     hashes: dict[str, str] = dict(record.get("files", {}))
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     written, backups = [], []
     for relative, text in files.items():
         path = folder / relative
@@ -244,14 +242,14 @@ def write_files(folder: Path, files: dict[str, str], options: dict[str, Any] | N
         if path.is_file():
             current = _sha256(path.read_bytes())
             if current != hashes.get(relative) and current != _sha256(text.encode()):
-                backup = path.with_name(f"{path.name}.bak-{stamp}")
+                backup = backup_path(path)
                 shutil.copy2(path, backup)
                 backups.append(backup)
-        write_atomic(path, text)
+        write_text_atomic(path, text)
         hashes[relative] = _sha256(text.encode())
         written.append(path)
     record = {"tritongen": __version__, "files": hashes, "options": options or record.get("options", {})}
-    write_atomic(folder / RECORD_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(folder / RECORD_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return written, backups
 
 
