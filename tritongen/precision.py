@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from tritongen import defaults
 from tritongen.errors import CheckFailed, TritongenError
 from tritongen.runners.base import Runner
 from tritongen.spec import DType, ModelSpec, TensorSpec, dtype_from_name, random_inputs
@@ -38,7 +39,7 @@ DEFAULT_TOLERANCE = {"fp32": (1e-4, 1e-3), "fp16": (1e-2, 1e-2), "int8": (1e-4, 
 # for a server that batches requests differently (dynamic quantization scales depend on the whole batch).
 TOLERANCE_HEADROOM = 2.0
 CALIBRATION_BATCH = 8
-MAX_CALIBRATION_ITEMS = 512
+MAX_CALIBRATION_ITEMS = defaults.CALIBRATION_ITEMS
 FIDELITY_ITEMS = 64  # items the fidelity numbers are measured on, besides the reference inputs
 SPEED_BATCH = 8
 PROBE_TIMEOUT_S = 300

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from tritongen import defaults
 from tritongen.errors import CheckFailed, TritongenError
 from tritongen.runners.base import Runner
 from tritongen.spec import BATCH_AXIS, DTYPES, DType, ModelSpec, TensorSpec, random_inputs
@@ -36,7 +37,7 @@ from tritongen.verify import ParityReport, compare_outputs, merge, parity_cases
 PLAN_FILENAME = "model.plan"
 BUILDER_SCRIPT = Path(__file__).resolve().parent / "trt_builder.py"
 CONTAINER_WORKDIR = "/tritongen-trt"
-DEFAULT_WORKSPACE_MB = 4096
+DEFAULT_WORKSPACE_MB = defaults.TRT_WORKSPACE_MB
 CONTAINER_TIMEOUT_S = 3600
 # TensorRT's FP32 builds use TF32 tensor cores by default on Ampere and later: about 1e-3 relative error.
 TENSORRT_TOLERANCE = {"fp32": (1e-3, 1e-3), "fp16": (1e-2, 1e-2)}

@@ -10,7 +10,7 @@ import pytest
 
 from tests.servers import built_repository, children, tritonserver_pids
 from tritongen.errors import TritongenError
-from tritongen.export.python_runner import python_model_from_onnx, write_python_model
+from tritongen.formats.python import python_model_from_onnx, write_python_model
 from tritongen.runners.onnxruntime import OnnxRuntimeRunner
 from tritongen.runners.triton import TritonRequestError, TritonRunner
 from tritongen.server import launch

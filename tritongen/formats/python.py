@@ -6,33 +6,36 @@ batching and instance count from config.pbtxt at load time, so one template fits
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
-
-import jinja2
+from typing import Any
 
 from tritongen import __version__
 from tritongen.errors import TritongenError
+from tritongen.formats import Format, VersionJob, WrittenVersion
+from tritongen.formats.onnx import ONNX_FILENAME, OnnxFormat, onnx_into_version_dir
 from tritongen.spec import ModelSpec
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 MODEL_PY = "model.py"
 
 
-def python_model_from_onnx(onnx_filename: str = "model.onnx", spec: ModelSpec | None = None) -> str:
+def python_model_from_onnx(onnx_filename: str = ONNX_FILENAME, spec: ModelSpec | None = None) -> str:
     """The text of a model.py that serves `onnx_filename` from its own version directory."""
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
-    # For the person who opens the file: what the model takes and returns, as built.
+    from tritongen.render import render
+
+    # For the person who opens the file: what the model takes and returns, as built. Each line goes into a
+    # comment, so control characters in a name are escaped (json.dumps without its quotes).
     interface = [] if spec is None else (
         [f"input  {t.describe()}" for t in spec.inputs] + [f"output {t.describe()}" for t in spec.outputs]
         + [f"max_batch_size {spec.max_batch_size}"])
-    return env.get_template("model.py.j2").render(tritongen_version=__version__, onnx_filename=onnx_filename,
-                                                  interface=interface)
+    interface = [json.dumps(line, ensure_ascii=False)[1:-1] for line in interface]
+    return render("model.py.j2", {"tritongen_version": __version__, "onnx_filename": onnx_filename,
+                                  "interface": interface})
 
 
-def write_python_model(version_dir: Path, spec: ModelSpec | None = None, *, onnx_filename: str = "model.onnx") -> Path:
+def write_python_model(version_dir: Path, spec: ModelSpec | None = None, *, onnx_filename: str = ONNX_FILENAME) -> Path:
     """Add model.py next to `version_dir/onnx_filename` (which must exist); returns the model.py path."""
     version_dir = Path(version_dir)
     if not (version_dir / onnx_filename).exists():
@@ -47,3 +50,24 @@ def write_python_model(version_dir: Path, spec: ModelSpec | None = None, *, onnx
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return path
+
+
+class PythonFormat(Format):
+    name = "python"
+    backend = "python"
+    artifact = ONNX_FILENAME  # with model.py beside it
+    serves_onnx = True
+
+    def needs_calibration(self, precision: Any) -> bool:
+        return OnnxFormat().needs_calibration(precision)
+
+    def write_version(self, job: VersionJob) -> WrittenVersion:
+        written = onnx_into_version_dir(job)
+        write_python_model(job.version_dir, written.spec)
+        return written
+
+    def check_config(self, proto: Any, version_dir: Path, written: WrittenVersion) -> None:
+        OnnxFormat().check_config(proto, version_dir, written)
+
+
+FORMAT = PythonFormat()

@@ -1,0 +1,1 @@
+"""The `tensorrt` format: TensorRT plans served by Triton's tensorrt backend (registry entry in `format.py`)."""
