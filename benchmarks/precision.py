@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from examples.make_checkpoint import TinyResNet  # noqa: E402
 from tests.models import TinyEncoder  # noqa: E402
-from tritongen.export.onnx import example_lengths, onnx_from_module, onnx_output_specs, simplify_onnx  # noqa: E402
+from tritongen.export.onnx import example_lengths, onnx_from_module, onnx_output_specs  # noqa: E402
+from tritongen.export.simplify import simplify_onnx  # noqa: E402
 from tritongen.introspect import outputs_of_module  # noqa: E402
 from tritongen.precision import PrecisionOptions, interleaved_latencies, model_bytes, onnx_with_precision  # noqa: E402
 from tritongen.runners.torch import TorchRunner  # noqa: E402

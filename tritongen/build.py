@@ -25,7 +25,8 @@ from tritongen import __version__
 from tritongen.checkpoint import CheckpointKind, LoadedCheckpoint, load_checkpoint
 from tritongen.config import ModelConfig, parse_config, render_config
 from tritongen.errors import CheckFailed
-from tritongen.export.onnx import OnnxExport, example_lengths, onnx_from_module, onnx_output_specs, simplify_onnx
+from tritongen.export.onnx import OnnxExport, example_lengths, onnx_from_module, onnx_output_specs
+from tritongen.export.simplify import simplify_onnx
 from tritongen.formats import Exported, VersionJob, WrittenVersion
 from tritongen.introspect import BoundModel, bound_model, inputs_for_module, inputs_for_program, outputs_of
 from tritongen.plan import BuildOptions, BuildPlan, Target, check_spec, plan_build

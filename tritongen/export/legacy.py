@@ -66,7 +66,7 @@ def export_in_child(reload: Reload, spec: ModelSpec, path: Path, opset: int | No
 
 def _main(job_path: str) -> int:
     from tritongen.checkpoint import load_checkpoint
-    from tritongen.export.onnx import _summarise_export_error, export_legacy
+    from tritongen.export.onnx import export_legacy, summarise_export_error
 
     job = json.loads(Path(job_path).read_text())
     reload = Reload(**{**job["reload"], "pythonpath": tuple(job["reload"]["pythonpath"])})
@@ -79,7 +79,7 @@ def _main(job_path: str) -> int:
     except TritongenError as exc:
         outcome["error"] = exc.one_line()
     except Exception as exc:
-        outcome["error"] = _summarise_export_error(exc)
+        outcome["error"] = summarise_export_error(exc)
     Path(job["result"]).write_text(json.dumps(outcome))
     return 0
 

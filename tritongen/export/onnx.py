@@ -1,4 +1,4 @@
-"""PyTorch module to ONNX file with named dynamic axes, checked after export, then simplified."""
+"""PyTorch module to ONNX file with named dynamic axes, checked after export (simplified by `simplify.py`)."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def onnx_from_module(
             raise
         except Exception as exc:  # the dynamo exporter fails in many ways; the legacy one may still work
             stop_if_interrupted(exc)
-            dynamo_error = _summarise_export_error(exc)
+            dynamo_error = summarise_export_error(exc)
             _remove_outputs(path)
             if exported_program is not None:
                 raise TritongenError(f"the ONNX exporter failed on this exported program: {dynamo_error}",
@@ -139,7 +139,7 @@ def onnx_from_module(
         except Exception as exc:
             stop_if_interrupted(exc)
             _remove_outputs(path)
-            detail = _summarise_export_error(exc)
+            detail = summarise_export_error(exc)
             if dynamo_error and dynamo_error != detail:
                 # Both failed: the message that names an operator is the useful one.
                 named = [d for d in (dynamo_error, detail) if d.startswith("operator ")]
@@ -192,7 +192,7 @@ def _export_dynamo(model: Any, args: tuple[Any, ...], spec: ModelSpec, path: Pat
         dynamic_shapes.append(axes or None)
     is_program = isinstance(model, torch.export.ExportedProgram)
     names = [t.name for t in spec.inputs]
-    with _quiet(), torch.no_grad():
+    with quiet_logs(), torch.no_grad():
         torch.onnx.export(
             model,
             () if by_name else args,
@@ -233,7 +233,7 @@ def export_legacy(module: Any, spec: ModelSpec, path: Path, opset: int | None) -
         if axes:
             dynamic_axes[t.name] = axes
     # No torch.no_grad() here: the legacy exporter fails on TransformerEncoder's fast path under no_grad.
-    with _quiet():
+    with quiet_logs():
         torch.onnx.export(
             module,
             args,
@@ -327,68 +327,6 @@ def onnx_output_specs(path: Path, spec: ModelSpec) -> tuple[TensorSpec, ...]:
     return tuple(specs)
 
 
-@dataclass(frozen=True)
-class Simplification:
-    applied: bool
-    message: str
-    nodes_before: int = 0
-    nodes_after: int = 0
-
-
-def simplify_onnx(path: Path, spec: ModelSpec, *, atol: float, rtol: float) -> Simplification:
-    """Simplify in place with onnxsim; keep the original when it fails or changes the outputs."""
-    import onnx
-
-    try:
-        import onnxsim
-    except ImportError:
-        return Simplification(False, "onnxsim is not installed; kept the exported model as is")
-    data_file = path.with_name(path.name + ".data")
-    if data_file.exists() and data_file.stat().st_size > EXTERNAL_DATA_THRESHOLD:
-        return Simplification(False, "model too large for onnxsim (> 1.5 GB of weights); kept as exported")
-    original = onnx.load(str(path))
-    before = len(original.graph.node)
-    try:
-        with _quiet():
-            simplified, ok = onnxsim.simplify(original)
-    except Exception as exc:
-        return Simplification(False, f"onnxsim failed ({_summarise_export_error(exc)}); kept the exported model",
-                              before, before)
-    if not ok:
-        return Simplification(False, "onnxsim could not verify its result; kept the exported model", before, before)
-    check_dynamic_axes(simplified, spec)
-    candidate = path.with_name(path.stem + ".simplified.onnx")
-    onnx.save_model(simplified, str(candidate))
-    try:
-        worst = _max_difference(path, candidate, spec)
-    except Exception as exc:
-        candidate.unlink(missing_ok=True)
-        return Simplification(False, f"the simplified model does not run ({_summarise_export_error(exc)}); "
-                              "kept the exported model", before, before)
-    if worst is not None:
-        candidate.unlink(missing_ok=True)
-        return Simplification(False, f"simplification changed outputs ({worst}); kept the exported model",
-                              before, before)
-    candidate.replace(path)
-    data_file.unlink(missing_ok=True)  # the simplified model holds its weights inline
-    return Simplification(True, f"simplified: {before} → {len(simplified.graph.node)} nodes", before,
-                          len(simplified.graph.node))
-
-
-def _max_difference(a: Path, b: Path, spec: ModelSpec) -> str | None:
-    """Run both files on the same random inputs; describe the first output that differs beyond tolerance."""
-    from tritongen.runners.onnxruntime import OnnxRuntimeRunner
-
-    feeds = random_inputs(spec, example_batch(spec), example_lengths(spec, 1), np.random.default_rng(1))
-    with OnnxRuntimeRunner(a) as ra, OnnxRuntimeRunner(b) as rb:
-        out_a, out_b = ra.infer(feeds), rb.infer(feeds)
-    for name, x in out_a.items():
-        y = out_b.get(name)
-        if y is None or y.shape != x.shape or not np.allclose(x, y, atol=1e-5, rtol=1e-4, equal_nan=True):
-            return f"output '{name}' differs"
-    return None
-
-
 def _weight_bytes(module: Any) -> int:
     try:
         return sum(p.numel() * p.element_size() for p in module.parameters())
@@ -415,7 +353,7 @@ _OP_PATTERNS = (
 _ANSI = re.compile(r"\x1b\[[0-9;]*m|\[\d+m")
 
 
-def _summarise_export_error(exc: BaseException) -> str:
+def summarise_export_error(exc: BaseException) -> str:
     """One line for an exporter error: the unsupported operator when one is named, else the first message line."""
     from tritongen.export.legacy import LegacyExportError
 
@@ -472,7 +410,7 @@ def stop_if_interrupted(exc: BaseException) -> None:
 
 
 @contextlib.contextmanager
-def _quiet():  # noqa: ANN202
+def quiet_logs():  # noqa: ANN202
     """The exporters' warnings and log lines are noise here; their progress is off (`verbose=False`)."""
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
     levels = [lg.level for lg in loggers]
