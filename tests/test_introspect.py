@@ -99,6 +99,22 @@ def test_star_args_bind_by_position_with_a_warning() -> None:
     assert len(notes) == 1 and "in the order given (y, x)" in notes[0]
 
 
+def test_declared_names_hold_even_when_forward_also_takes_kwargs() -> None:
+    class HuggingFaceLike(nn.Module):
+        def forward(self, input_ids=None, attention_mask=None, **kwargs):  # noqa: ANN001, ANN003, ANN201
+            return input_ids
+
+    class AnyName(nn.Module):
+        def forward(self, **inputs):  # noqa: ANN003, ANN201
+            return inputs["x"]
+
+    with pytest.raises(TritongenError, match="'atention_mask' is not an input of the model"):
+        bind_inputs(inputs_of_module(HuggingFaceLike()), specs("input_ids:seq:int64", "atention_mask:seq:int64"))
+    notes: list[str] = []
+    assert [t.name for t in bind_inputs(inputs_of_module(AnyName()), specs("x:4:fp32"), notes.append)] == ["x"]
+    assert "any input name is accepted" in notes[0]
+
+
 def test_the_bound_model_feeds_by_name() -> None:
     a, b, c = (torch.full((2, 4), v) for v in (1.0, 10.0, 100.0))
     model = BoundModel(Weighted(), inputs_of_module(Weighted()), ["a", "b", "c"], batched=True)
@@ -145,6 +161,7 @@ def test_a_failure_at_another_batch_size_names_it() -> None:
     assert "ValueError: this model handles at most 16 items" in err.value.message and "--max-batch-size" in err.value.hint
 
 
+@pytest.mark.slow
 def test_exported_program_inputs_are_named_by_the_program() -> None:
     batch = torch.export.Dim("batch")
     ep = torch.export.export(Weighted(), (torch.zeros(2, 4), torch.zeros(2, 4)),

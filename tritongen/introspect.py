@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tritongen.errors import TritongenError
+from tritongen.errors import TritongenError, stop_if_interrupted
 from tritongen.spec import BATCH_AXIS, ModelSpec, TensorSpec, dtype_from_torch, random_inputs
 
 Note = Callable[[str], None]
@@ -28,7 +28,7 @@ class ModelInputs:
     required: tuple[str, ...]
     source: str  # where the names come from, for messages: "forward()", "the exported program"
     positional: bool = False  # forward(*args): no names, so --input binds in the order given
-    open_keywords: bool = False  # forward(**kwargs): names beyond `names` are accepted too
+    open_keywords: bool = False  # forward(**kwargs) and no named parameter: any name is accepted
     keywords: bool = True  # called with keyword arguments (an exported program and *args: positionally)
 
     def describe(self) -> str:
@@ -49,8 +49,10 @@ def inputs_of_module(module: Any) -> ModelInputs:
     if any(p.kind is p.VAR_POSITIONAL for p in params):
         return ModelInputs((), (), "forward()", positional=True, keywords=False)
     named = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    # forward(**inputs) accepts any name; a forward that names its inputs and also takes **kwargs (as Hugging Face
+    # models do) is held to the names it declares.
     return ModelInputs(tuple(p.name for p in named), tuple(p.name for p in named if p.default is p.empty),
-                       "forward()", open_keywords=any(p.kind is p.VAR_KEYWORD for p in params))
+                       "forward()", open_keywords=not named and any(p.kind is p.VAR_KEYWORD for p in params))
 
 
 def inputs_of_program(ep: Any) -> ModelInputs:
@@ -59,8 +61,12 @@ def inputs_of_program(ep: Any) -> ModelInputs:
     return ModelInputs(names, names, "the exported program", keywords=False)
 
 
-def bind_inputs(model: ModelInputs, given: Sequence[TensorSpec], note: Note | None = None) -> tuple[TensorSpec, ...]:
-    """`--input` specs matched to the model's inputs by name, in the model's order; a wrong name is an error."""
+def bind_inputs(model: ModelInputs, given: Sequence[TensorSpec], note: Note | None = None, *,
+                partial: bool = False) -> tuple[TensorSpec, ...]:
+    """`--input` specs matched to the model's inputs by name, in the model's order; a wrong name is an error.
+
+    With `partial`, inputs may be left out (an exported program describes them itself).
+    """
     names = [t.name for t in given]
     takes = f"({model.source} takes {model.describe()})"
     repeated = sorted({n for n in names if names.count(n) > 1})
@@ -71,17 +77,21 @@ def bind_inputs(model: ModelInputs, given: Sequence[TensorSpec], note: Note | No
             note(f"forward() takes *args, so its inputs have no names: the --input values are fed in the order given "
                  f"({', '.join(names)})")
         return tuple(given)
+    if model.open_keywords:
+        if note and given:
+            note(f"forward() takes **kwargs only, so any input name is accepted: {', '.join(names)}")
+        return tuple(given)
     unknown = [n for n in names if n not in model.names]
-    if unknown and not model.open_keywords:
+    if unknown:
         raise TritongenError(f"--input '{unknown[0]}' is not an input of the model {takes}",
                              "name each --input after the model's input it feeds (the order does not matter)")
-    missing = [n for n in model.required if n not in names]
+    missing = [n for n in model.required if n not in names and not partial]
     if missing:
         raise TritongenError(f"the model's input '{missing[0]}' has no --input {takes}",
                              f"add --input {missing[0]}:SHAPE:DTYPE"
                              + (f" (and for {', '.join(missing[1:])})" if len(missing) > 1 else ""))
     order = {n: i for i, n in enumerate(model.names)}
-    return tuple(sorted(given, key=lambda t: order.get(t.name, len(order))))
+    return tuple(sorted(given, key=lambda t: order[t.name]))
 
 
 def inputs_for_module(module: Any, given: Sequence[TensorSpec], note: Note | None = None) -> tuple[TensorSpec, ...]:
@@ -124,10 +134,7 @@ def inputs_for_program(ep: Any, given: Sequence[TensorSpec], max_batch_size: int
     import torch
 
     model = inputs_of_program(ep)
-    by_name = {t.name: t for t in given}
-    unknown = [n for n in by_name if n not in model.names]
-    if unknown or len(by_name) != len(given):
-        bind_inputs(model, given)  # raises the error that names the program's inputs
+    by_name = {t.name: t for t in bind_inputs(model, given, partial=True)}
     names = model.names
     placeholders = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
     examples: list[Any] = []
@@ -225,6 +232,7 @@ class BoundModel:
                 else:
                     result = self.module(*tensors)
         except Exception as exc:
+            stop_if_interrupted(exc)
             raise self._failure(tensors, exc) from exc
         if self.ran_at is None and tensors:
             self.ran_at = int(tensors[0].shape[0]) if self.batched and tensors[0].dim() else 0

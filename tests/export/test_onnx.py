@@ -10,8 +10,9 @@ import torch
 
 from tests import models
 from tests.conftest import save_checkpoint
+from tests.test_errors import interrupted_error
 from tritongen.errors import TritongenError
-from tritongen.export.onnx import check_opset, onnx_from_module, stop_if_interrupted
+from tritongen.export.onnx import check_opset, onnx_from_module
 from tritongen.spec import ModelSpec, parse_input_spec
 
 SPEC = ModelSpec(inputs=(parse_input_spec("image:3x32x32:fp32"),), max_batch_size=4)
@@ -24,26 +25,6 @@ def test_opsets_outside_the_exporters_range_are_refused():
     for opset, legacy in ((5, False), (17, False), (6, True), (21, True)):
         with pytest.raises(TritongenError, match=f"--opset {opset} is outside"):
             check_opset(opset, legacy=legacy)
-
-
-def interrupted_error() -> AttributeError:
-    """An AttributeError raised while a KeyboardInterrupt was being handled, as torch once did."""
-    try:
-        try:
-            raise KeyboardInterrupt
-        except KeyboardInterrupt as inner:
-            raise RuntimeError("wrapped") from inner
-    except RuntimeError:
-        try:
-            raise AttributeError("'NoneType' object has no attribute 'graph'")  # __context__: the RuntimeError
-        except AttributeError as exc:
-            return exc
-
-
-def test_an_interrupt_hidden_in_an_exception_chain_stops():
-    with pytest.raises(KeyboardInterrupt):
-        stop_if_interrupted(interrupted_error())
-    stop_if_interrupted(ValueError("an ordinary export failure"))  # returns
 
 
 def test_an_interrupt_during_the_dynamo_export_never_falls_back_to_the_legacy_exporter(tmp_path, monkeypatch):
@@ -62,6 +43,7 @@ def test_an_interrupt_during_the_dynamo_export_never_falls_back_to_the_legacy_ex
     assert not (tmp_path / "model.onnx").exists()
 
 
+@pytest.mark.slow
 def test_the_export_leaves_stdout_stderr_and_their_descriptors_alone(tmp_path):
     before = (sys.stdout, sys.stderr, os.fstat(1).st_ino, os.fstat(2).st_ino)
     result = onnx_from_module(models.SmallCNN().eval(), SPEC, tmp_path / "model.onnx")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tritongen.errors import TritongenError
+from tritongen.errors import TritongenError, stop_if_interrupted
 from tritongen.spec import BATCH_AXIS, ModelSpec, TensorSpec, dtype_from_onnx, random_inputs
 
 if TYPE_CHECKING:
@@ -391,22 +391,6 @@ def _chain(exc: BaseException) -> list[BaseException]:
         seen.add(id(cur))
         cur = cur.__cause__ or cur.__context__
     return out
-
-
-def stop_if_interrupted(exc: BaseException) -> None:
-    """Raise KeyboardInterrupt when `exc` came from one: torch has turned an interrupt into another error before.
-
-    Both links of every exception are followed (`__cause__` and `__context__`), however deep.
-    """
-    pending, seen = [exc], set()
-    while pending:
-        cur = pending.pop()
-        if id(cur) in seen:
-            continue
-        seen.add(id(cur))
-        if isinstance(cur, KeyboardInterrupt):
-            raise KeyboardInterrupt from exc
-        pending += [e for e in (cur.__cause__, cur.__context__) if e is not None]
 
 
 @contextlib.contextmanager
