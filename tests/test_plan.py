@@ -34,7 +34,7 @@ def test_the_plan_holds_resolved_values(tmp_path, checkpoint):
     assert plan.tolerance == (1e-3, 1e-3) and plan.atol == 1e-3 and plan.rtol is None
     assert plan.dynamic_ranges == {"batch": DynamicRange("batch", 1, 4, 32)}
     assert plan.inputs[0].shape == (3, 32, 32) and plan.spec is None and plan.command == "tritongen build x"
-    assert plan.reload.checkpoint == str(checkpoint.resolve()) and plan.reload.model_class == "tests.models:SmallCNN"
+    assert plan.checkpoint == checkpoint and plan.load.model_class == "tests.models:SmallCNN"
     with pytest.raises(AttributeError):
         plan.name = "other"  # frozen
 

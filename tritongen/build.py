@@ -149,9 +149,9 @@ def execute(plan: BuildPlan, step: Step | None = None, warn: Callable[[str], Non
     for message in plan.notes:
         log.note(message)
     with log.progress("loading checkpoint"):
-        loaded = load_checkpoint(plan.checkpoint, model_class=plan.reload.model_class,
-                                 model_kwargs=plan.reload.model_kwargs,
-                                 pythonpath=tuple(Path(p) for p in plan.reload.pythonpath), trust=plan.reload.trust)
+        loaded = load_checkpoint(plan.checkpoint, model_class=plan.load.model_class,
+                                 model_kwargs=plan.load.model_kwargs, pythonpath=plan.load.pythonpath,
+                                 trust=plan.load.trust)
     plan, model = _introspect(plan, loaded, log)
     log.seconds["load"] = time.perf_counter() - started
     with staging_dir(plan.repository, plan.name) as stage:
@@ -195,7 +195,7 @@ def _export(plan: BuildPlan, loaded: LoadedCheckpoint, model: BoundModel, scratc
     atol, rtol = plan.tolerance
     with log.step("exporting ONNX", "export"):
         export = onnx_from_module(loaded.module, spec, onnx_path, opset=plan.opset,
-                                  exported_program=loaded.exported_program, on_warning=log.note, reload=plan.reload)
+                                  exported_program=loaded.exported_program, on_warning=log.note)
     spec = spec.with_outputs(onnx_output_specs(onnx_path, spec))
     simplification = "skipped (--no-simplify)"
     if plan.simplify:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from tritongen import defaults, formats
 from tritongen.config import ModelConfig, check_intent, check_model_name, model_name_from_path
 from tritongen.errors import TritongenError
-from tritongen.export.legacy import Reload
 from tritongen.export.tensorrt import DynamicRange, TensorRTOptions, parse_dynamic_ranges
 from tritongen.precision import PrecisionOptions, resolve_tolerance
 from tritongen.repository import CONFIG, check_repository_dir, resolve_version
@@ -63,6 +62,16 @@ class BuildOptions:
 
 
 @dataclass(frozen=True)
+class LoadOptions:
+    """How the checkpoint is loaded: the arguments of `tritongen.checkpoint.load_checkpoint` besides its path."""
+
+    model_class: str | None
+    model_kwargs: str | None
+    pythonpath: tuple[Path, ...]
+    trust: bool
+
+
+@dataclass(frozen=True)
 class ConfigOptions:
     """What config.pbtxt gets besides the model's interface."""
 
@@ -87,7 +96,7 @@ class BuildPlan:
     """The build, resolved: what to load, what to write where, and how to check it."""
 
     checkpoint: Path
-    reload: Reload  # how the checkpoint is loaded (again, by the legacy exporter's process)
+    load: LoadOptions
     name: str
     targets: tuple[Target, ...]
     inputs: tuple[TensorSpec, ...]  # --input as given; bound to the model's inputs by name once it is loaded
@@ -159,8 +168,8 @@ def plan_build(options: BuildOptions) -> BuildPlan:
     check_repository_location(repository)
     draft = BuildPlan(
         checkpoint=checkpoint,
-        reload=Reload(str(checkpoint.resolve()), options.model_class, options.model_kwargs,
-                      tuple(str(Path(p).resolve()) for p in options.pythonpath), options.trust_checkpoint),
+        load=LoadOptions(options.model_class, options.model_kwargs, tuple(Path(p) for p in options.pythonpath),
+                         options.trust_checkpoint),
         name=name, targets=tuple(Target(f, m, 0) for f, m in zip(fmts, model_names, strict=True)),
         inputs=inputs, outputs=outputs, max_batch_size=options.max_batch_size, axis_lengths=lengths,
         dynamic_ranges=dynamic_ranges, tolerance=tolerance, atol=options.atol, rtol=options.rtol,

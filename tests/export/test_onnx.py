@@ -51,10 +51,7 @@ def test_the_export_leaves_stdout_stderr_and_their_descriptors_alone(tmp_path):
     assert (sys.stdout, sys.stderr, os.fstat(1).st_ino, os.fstat(2).st_ino) == before
 
 
-@pytest.mark.slow
 def test_a_failing_legacy_export_runs_in_a_child_and_its_graph_dump_stays_there(tmp_path, capfd):
-    from tritongen.export.legacy import Reload
-
     class Eig(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.linalg.eig(x)[0].real
@@ -65,7 +62,7 @@ def test_a_failing_legacy_export_runs_in_a_child_and_its_graph_dump_stays_there(
 
     module = load_checkpoint(ckpt).module
     with pytest.raises(TritongenError) as err:
-        onnx_from_module(module, spec, tmp_path / "model.onnx", reload=Reload(str(ckpt)))
+        onnx_from_module(module, spec, tmp_path / "model.onnx")
     assert "linalg_eig" in err.value.message
     out, errors = capfd.readouterr()
     assert "Torch IR graph" not in out + errors  # the C++ side's dump went to the child's discarded output

@@ -1,33 +1,22 @@
-"""The legacy (TorchScript-based) ONNX exporter in a child process.
+"""The legacy (TorchScript-based) ONNX exporter in a child process whose output is discarded.
 
-Its C++ side prints whole graphs to the process's stdout when an export fails (torch 2.13 turns its ONNX log on
-and never off), which would end up in the user's terminal and in `--json` output. A child process loads the
-checkpoint again, exactly as the build did, exports, and reports back in a small JSON file; its output is
-discarded. An interrupt reaches the child through the process group, and the parent stops it in any case.
+When an export fails, its C++ side prints the whole graph to the process's stdout (torch 2.13 turns its ONNX log on
+and never off), which would land in the user's terminal and in `--json` output. The export runs in a forked child
+instead: it has the loaded model already (no second load), points its own stdout and stderr at /dev/null, and
+reports back through a pipe. The child runs torch single-threaded: OpenMP's thread pool does not survive a fork.
+Where there is no fork (Windows), the export runs in this process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import subprocess
-import sys
-from dataclasses import asdict, dataclass
+import signal
 from pathlib import Path
+from typing import Any
 
-from tritongen.errors import TritongenError
-from tritongen.spec import ModelSpec, spec_from_dict, spec_to_dict
-
-
-@dataclass(frozen=True)
-class Reload:
-    """How to load the checkpoint again: the arguments of `tritongen.checkpoint.load_checkpoint`."""
-
-    checkpoint: str
-    model_class: str | None = None
-    model_kwargs: str | None = None
-    pythonpath: tuple[str, ...] = ()
-    trust: bool = False
+from tritongen.spec import ModelSpec
 
 
 class LegacyExportError(Exception):
@@ -38,51 +27,60 @@ class LegacyExportError(Exception):
         self.summary = summary
 
 
-def export_in_child(reload: Reload, spec: ModelSpec, path: Path, opset: int | None) -> None:
-    """Export with the legacy exporter in a child process; raises LegacyExportError with the child's summary."""
-    import tritongen
+def export_in_child(module: Any, spec: ModelSpec, path: Path, opset: int | None) -> None:
+    """`export_legacy` in a forked child; raises LegacyExportError with the child's one-line summary."""
+    from tritongen.export.onnx import export_legacy
 
-    job = path.with_name(path.name + ".legacy-job.json")
-    result = path.with_name(path.name + ".legacy-result.json")
-    job.write_text(json.dumps({"reload": asdict(reload), "spec": spec_to_dict(spec), "path": str(path),
-                               "opset": opset, "result": str(result)}))
-    # The child imports the same tritongen as this process, whatever is installed.
-    root = str(Path(tritongen.__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    if not hasattr(os, "fork"):
+        export_legacy(module, spec, path, opset)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        _child(module, spec, path, opset, read_end, write_end)
+    os.close(write_end)
     try:
-        done = subprocess.run([sys.executable, "-m", "tritongen.export.legacy", str(job)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
-        if result.exists():
-            outcome = json.loads(result.read_text())
-            if outcome.get("error"):
-                raise LegacyExportError(outcome["error"])
-            return
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
-        raise LegacyExportError(f"the legacy exporter's process stopped with exit code {done.returncode} ({last})")
+        with os.fdopen(read_end, "rb") as pipe:
+            report = pipe.read()
+        _, status = os.waitpid(pid, 0)
+    except BaseException:  # an interrupt: the child goes too
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        raise
+    if not report:
+        code = os.waitstatus_to_exitcode(status)
+        how = f"signal {-code}" if code < 0 else f"exit code {code}"
+        raise LegacyExportError(f"the legacy exporter's process stopped ({how}) without a result")
+    outcome = json.loads(report)
+    if outcome.get("interrupted"):
+        raise KeyboardInterrupt
+    if outcome.get("error"):
+        raise LegacyExportError(outcome["error"])
+
+
+def _child(module: Any, spec: ModelSpec, path: Path, opset: int | None, read_end: int, write_end: int) -> None:
+    try:
+        import torch
+
+        from tritongen.errors import TritongenError
+        from tritongen.export.onnx import export_legacy, summarise_export_error
+
+        os.close(read_end)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)  # this child's own descriptors: the parent's are untouched
+        os.dup2(devnull, 2)
+        torch.set_num_threads(1)
+        report: dict[str, Any] = {"error": None}
+        try:
+            export_legacy(module, spec, path, opset)
+        except KeyboardInterrupt:
+            report["interrupted"] = True
+        except TritongenError as exc:
+            report["error"] = exc.one_line()
+        except BaseException as exc:  # noqa: BLE001 - everything is reported to the parent, which decides
+            report["error"] = summarise_export_error(exc)
+        os.write(write_end, json.dumps(report).encode())
     finally:
-        job.unlink(missing_ok=True)
-        result.unlink(missing_ok=True)
-
-
-def _main(job_path: str) -> int:
-    from tritongen.checkpoint import load_checkpoint
-    from tritongen.export.onnx import export_legacy, summarise_export_error
-
-    job = json.loads(Path(job_path).read_text())
-    reload = Reload(**{**job["reload"], "pythonpath": tuple(job["reload"]["pythonpath"])})
-    outcome: dict[str, str | None] = {"error": None}
-    try:
-        loaded = load_checkpoint(Path(reload.checkpoint), model_class=reload.model_class,
-                                 model_kwargs=reload.model_kwargs, pythonpath=tuple(Path(p) for p in reload.pythonpath),
-                                 trust=reload.trust)
-        export_legacy(loaded.module, spec_from_dict(job["spec"]), Path(job["path"]), job["opset"])
-    except TritongenError as exc:
-        outcome["error"] = exc.one_line()
-    except Exception as exc:
-        outcome["error"] = summarise_export_error(exc)
-    Path(job["result"]).write_text(json.dumps(outcome))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1]))
+        os._exit(0)

@@ -9,15 +9,12 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from tritongen.errors import TritongenError, stop_if_interrupted
 from tritongen.spec import BATCH_AXIS, ModelSpec, TensorSpec, dtype_from_onnx, random_inputs
-
-if TYPE_CHECKING:
-    from tritongen.export.legacy import Reload
 
 # Models above this many bytes of weights are exported with external data (ONNX protobufs stop at 2 GiB).
 EXTERNAL_DATA_THRESHOLD = 1_500_000_000
@@ -90,13 +87,12 @@ def onnx_from_module(
     exported_program: Any = None,
     force_legacy: bool = False,
     on_warning: Callable[[str], None] | None = None,
-    reload: Reload | None = None,
 ) -> OnnxExport:
     """Export `module` to `path`, trying the dynamo exporter first and the legacy one when it fails.
 
-    The module is fed by name when its forward() has names. The legacy exporter runs in a child process that
-    loads the checkpoint again when `reload` says how (its C++ side prints graphs to the terminal), else in-process.
-    An interrupt is never taken for an exporter failure: it stops the export (KeyboardInterrupt).
+    The module is fed by name when its forward() has names. The legacy exporter runs in a child process (its C++
+    side prints graphs to stdout when it fails). An interrupt is never taken for an exporter failure: it stops the
+    export (KeyboardInterrupt).
     """
     import torch
 
@@ -127,12 +123,9 @@ def onnx_from_module(
             notes.append(f"the dynamo exporter failed ({dynamo_error}); used the legacy exporter instead")
     if not exporter:
         try:
-            if reload is not None:
-                from tritongen.export.legacy import export_in_child
+            from tritongen.export.legacy import export_in_child
 
-                export_in_child(reload, spec, path, opset)
-            else:
-                export_legacy(module, spec, path, opset)
+            export_in_child(module, spec, path, opset)
         except TritongenError:
             _remove_outputs(path)
             raise
