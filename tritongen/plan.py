@@ -121,10 +121,6 @@ class BuildPlan:
     notes: tuple[str, ...] = ()  # warnings found while planning, shown before the build starts
     spec: ModelSpec | None = None  # the model's interface, once the checkpoint is loaded
 
-    @property
-    def format_names(self) -> tuple[str, ...]:
-        return tuple(t.format.name for t in self.targets)
-
     def needs_calibration(self) -> bool:
         return any(t.format.needs_calibration(self.precision) for t in self.targets)
 
@@ -162,7 +158,8 @@ def plan_build(options: BuildOptions) -> BuildPlan:
                                  max_queue_delay_us=config.max_queue_delay_us,
                                  preferred_batch_sizes=config.preferred_batch_sizes))
     if inputs:
-        check_axis_lengths(probe, lengths)
+        if kind is not CheckpointKind.EXPORTED_PROGRAM:  # a program names the axes of inputs not given itself
+            check_axis_lengths(probe, lengths)
         check_example_size(probe)
     repository = Path(options.repository)
     check_repository_location(repository)
