@@ -34,8 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 from examples.make_checkpoint import TinyResNet  # noqa: E402
 from tests.models import TinyEncoder  # noqa: E402
-from tritongen.build import outputs_from_module  # noqa: E402
-from tritongen.export.onnx import example_lengths, onnx_from_module, onnx_output_specs, simplify_onnx  # noqa: E402
+from tritongen.export.onnx import example_lengths, onnx_from_module, onnx_output_specs  # noqa: E402
+from tritongen.export.simplify import simplify_onnx  # noqa: E402
+from tritongen.introspect import outputs_of_module  # noqa: E402
 from tritongen.precision import PrecisionOptions, interleaved_latencies, model_bytes, onnx_with_precision  # noqa: E402
 from tritongen.runners.torch import TorchRunner  # noqa: E402
 from tritongen.spec import ModelSpec, parse_input_spec, random_inputs  # noqa: E402
@@ -71,7 +72,7 @@ MODELS = {"ResNet-18-sized CNN": resnet, "small encoder": encoder}
 
 def measure(name: str, make: Any, batch: int, seconds: float, work: Path) -> list[dict[str, Any]]:
     model, spec = make()
-    spec = spec.with_outputs(outputs_from_module(model, spec, ()))
+    spec = spec.with_outputs(outputs_of_module(model, spec))
     onnx_path = work / "fp32" / "model.onnx"
     onnx_from_module(model, spec, onnx_path)
     spec = spec.with_outputs(onnx_output_specs(onnx_path, spec))

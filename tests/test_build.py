@@ -200,7 +200,8 @@ def test_batch_specialised_model_is_refused(tmp_path, cli):
 
 @pytest.mark.parametrize("args, fragment", [
     (("--input", "image:3x32x32"), "malformed --input"),
-    (("--input", "image:3x32x32:fp32", "--input", "extra:3:fp32"), "forward() takes 1 input"),
+    (("--input", "image:3x32x32:fp32", "--input", "extra:3:fp32"),
+     "--input 'extra' is not an input of the model (forward() takes image)"),
     ((), "no --input given"),
     (("--input", "image:3x32x32:int64"), "fails on example inputs"),
     (("--input", "image:3x32x32:fp32", "--name", "bad/name"), "invalid model name"),

@@ -52,3 +52,48 @@ def test_spec_round_trips_through_the_manifest_form():
                      max_batch_size=8, axis_lengths={"seq": (4, 12)})
     again = spec_from_dict(spec_to_dict(spec))
     assert again.inputs == spec.inputs and again.max_batch_size == 8 and again.lengths("seq") == (4, 12)
+
+
+@pytest.mark.parametrize("shape, dims", [
+    ("3x224x224", ["3", "224", "224"]),
+    ("3xHxW", ["3", "H", "W"]),
+    ("Tx5", ["T", "5"]),
+    ("seqx768", ["seq", "768"]),
+    ("max_len", ["max_len"]),  # was read as the two axes `ma` and `_len`
+    ("box", ["box"]),
+    ("max_lenx16", ["max_len", "16"]),
+    ("boxx4", ["box", "4"]),
+    ("max_len,box,3", ["max_len", "box", "3"]),
+])
+def test_dims_split_only_between_complete_dims(shape, dims):
+    from tritongen.spec import split_dims
+
+    assert split_dims(shape) == dims
+
+
+def test_axis_names_may_contain_x_and_describe_round_trips():
+    assert parse_input_spec("tokens:max_len:int64").shape == ("max_len",)
+    assert parse_input_spec("x:box:fp32").shape == ("box",)
+    for text in ("tokens:max_len,16:int64", "image:3xHxW:fp32", "pts:boxes,seq:fp32"):
+        t = parse_input_spec(text)
+        assert parse_input_spec(t.describe()) == t
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("tokens:seq:int64:9-0", "the value range 9-0 is empty (LOW is above HIGH)"),
+    ("small:4:int8:0-999", "does not fit int8 (-128 to 127)"),
+    ("flag:4:bool:0-1", "not LOW-HIGH for an integer input"),
+])
+def test_bad_value_ranges_are_one_clear_error(text, fragment):
+    with pytest.raises(TritongenError) as err:
+        parse_input_spec(text)
+    assert fragment in err.value.message and err.value.hint
+
+
+def test_an_absurd_dim_is_refused_before_anything_is_allocated():
+    from tritongen.spec import check_example_size
+
+    with pytest.raises(TritongenError) as err:
+        check_example_size(ModelSpec(inputs=(parse_input_spec("x:100000000000:fp32"),), max_batch_size=32))
+    assert "would take" in err.value.message and "at batch 32" in err.value.message and "--max-batch-size" in err.value.hint
+    check_example_size(ModelSpec(inputs=(parse_input_spec("image:3x224x224:fp32"),), max_batch_size=32))

@@ -1,4 +1,7 @@
-"""Model configuration: the intent, rendering through templates/config.pbtxt.j2, and validation."""
+"""Model configuration: the intent, rendering through templates/config.pbtxt.j2, and validation.
+
+Every string that enters the template is escaped (`pbtxt_str`), so a file or tensor name cannot add a field.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
-from tritongen import __version__
+from tritongen import __version__, defaults, formats
 from tritongen.errors import TritongenError
 from tritongen.spec import ModelSpec, TensorSpec, dtype_from_onnx
 
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 KINDS = {"auto": "KIND_AUTO", "cpu": "KIND_CPU", "gpu": "KIND_GPU"}
-PLATFORMS = {"onnx": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
-BACKENDS = {"python": "python"}
 _MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 
 
@@ -35,10 +33,10 @@ class ModelConfig:
 
     name: str
     spec: ModelSpec
-    format: str = "onnx"  # onnx | python | tensorrt
-    instance_count: int = 1
+    format: str = "onnx"  # a name in tritongen.formats
+    instance_count: int = defaults.INSTANCES
     kind: str = "auto"  # auto | cpu | gpu
-    max_queue_delay_us: int = 100
+    max_queue_delay_us: int = defaults.MAX_QUEUE_DELAY_US
     preferred_batch_sizes: tuple[int, ...] = ()
     warmup: bool = True
     parameters: dict[str, str] = field(default_factory=dict)
@@ -78,11 +76,11 @@ def check_intent(cfg: ModelConfig) -> None:
                              "give preferred sizes no larger than --max-batch-size")
     if cfg.max_queue_delay_us < 0:
         raise TritongenError(f"--max-queue-delay-us {cfg.max_queue_delay_us} is negative", "use 0 or more")
-    if cfg.format == "tensorrt" and cfg.kind == "cpu":
-        raise TritongenError("TensorRT plans run only on GPUs, but --kind cpu was given", "use --kind gpu or auto")
-    if cfg.accelerators and cfg.format != "onnx":
+    fmt = formats.get(cfg.format)
+    if cfg.accelerators and not fmt.ort_accelerators:
         raise TritongenError(f"execution accelerators apply to the onnxruntime backend, not the {cfg.format} format",
                              "use --ort-accelerator with --format onnx")
+    fmt.check_intent(cfg)
 
 
 def _tensor_ctx(t: TensorSpec) -> dict[str, Any]:
@@ -94,28 +92,28 @@ def _tensor_ctx(t: TensorSpec) -> dict[str, Any]:
 
 def render_config(cfg: ModelConfig) -> str:
     """config.pbtxt text for the intent; undefined template variables are errors."""
+    from tritongen.render import render
+
     check_intent(cfg)
+    fmt = formats.get(cfg.format)
     spec = cfg.spec
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
     warmup = []
     for t in spec.inputs:
         dims = [d if isinstance(d, int) else spec.lengths(d)[0] for d in t.shape] or [1]
         # Integers get zeros: random ints could be out of range for an embedding and fail the load.
         warmup.append({"name": t.name, "data_type": t.dtype.triton, "dims": dims,
                        "data": "random_data" if t.dtype.is_float else "zero_data"})
-    kind = "KIND_GPU" if cfg.format == "tensorrt" else KINDS[cfg.kind]
     ctx = {
         "tritongen_version": __version__,
         "source": cfg.source,
         "name": cfg.name,
-        "backend": BACKENDS.get(cfg.format, ""),
-        "platform": PLATFORMS.get(cfg.format, ""),
+        "backend": fmt.backend,
+        "platform": fmt.platform,
         "max_batch_size": spec.max_batch_size,
         "inputs": [_tensor_ctx(t) for t in spec.inputs],
         "outputs": [_tensor_ctx(t) for t in spec.outputs],
         "instance_count": cfg.instance_count,
-        "instance_kind": kind,
+        "instance_kind": fmt.instance_kind(cfg.kind),
         "dynamic_batching": spec.batched,
         "preferred_batch_sizes": list(cfg.preferred_batch_sizes),
         "max_queue_delay_us": cfg.max_queue_delay_us,
@@ -125,13 +123,7 @@ def render_config(cfg: ModelConfig) -> str:
         "gpu_accelerators": [a for a in cfg.accelerators if a.device == "gpu"],
         "cpu_accelerators": [a for a in cfg.accelerators if a.device == "cpu"],
     }
-    if not ctx["backend"] and not ctx["platform"]:
-        raise TritongenError(f"unknown format '{cfg.format}'", "use --format onnx or python")
-    try:
-        return env.get_template("config.pbtxt.j2").render(**ctx)
-    except jinja2.UndefinedError as exc:  # a bug in the template, not a user error
-        raise TritongenError(f"internal error rendering config.pbtxt: {exc}",
-                             "please report this with the command line") from exc
+    return render("config.pbtxt.j2", ctx)
 
 
 def parse_config(text: str) -> Any:

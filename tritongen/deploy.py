@@ -279,30 +279,9 @@ def _image_context() -> dict[str, object]:
 
 def render_template(name: str, context: dict[str, object]) -> str:
     """Render one of tritongen's templates; an undefined variable is an error, not an empty string."""
-    import jinja2
+    from tritongen.render import render
 
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
-    env.filters["yaml_str"] = yaml_str
-    return env.get_template(name).render(**context)
-
-
-def templates_dir() -> Path:
-    # The package's `templates` is a link to the top-level templates/ folder (and a copy in a wheel).
-    return Path(__file__).resolve().parent / "templates"
-
-
-def yaml_str(value: object) -> str:
-    """A YAML scalar that Compose takes literally: JSON-quoted, with `$` doubled so it is not interpolated."""
-    import json
-
-    return json.dumps(str(value)).replace("$", "$$")
+    return render(name, dict(context))
 
 
 def _mount_source(repository: Path, deploy_dir: Path) -> str:

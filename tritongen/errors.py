@@ -27,3 +27,19 @@ class CheckFailed(TritongenError):
     """A check ran and failed (parity, validation): exit code 1 rather than 2 for bad input."""
 
     exit_code = 1
+
+
+def stop_if_interrupted(exc: BaseException) -> None:
+    """Raise KeyboardInterrupt when `exc` came from one: torch has turned an interrupt into another error before.
+
+    Both links of every exception are followed (`__cause__` and `__context__`), however deep.
+    """
+    pending, seen = [exc], set()
+    while pending:
+        cur = pending.pop()
+        if id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, KeyboardInterrupt):
+            raise KeyboardInterrupt from exc
+        pending += [e for e in (cur.__cause__, cur.__context__) if e is not None]

@@ -9,9 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from tritongen import defaults
 from tritongen.errors import TritongenError
 
 BATCH_AXIS = "batch"
+# The example inputs of the largest parity case (max batch, longest lengths) must fit in memory several times over.
+MAX_EXAMPLE_BYTES = 2 << 30
 
 
 @dataclass(frozen=True)
@@ -119,8 +122,12 @@ class TensorSpec:
         return [d for d in self.shape if isinstance(d, str)]
 
     def describe(self) -> str:
-        dims = "x".join(str(d) for d in self.shape) or "scalar"
-        return f"{self.name}:{dims}:{self.dtype.short}"
+        """`NAME:SHAPE:DTYPE` as --input takes it (dims joined by `x`, or by `,` where an axis name would be split)."""
+        if not self.shape:
+            return f"{self.name}:scalar:{self.dtype.short}"
+        dims = [str(d) for d in self.shape]
+        joined = "x".join(dims)
+        return f"{self.name}:{joined if split_dims(joined) == dims else ','.join(dims)}:{self.dtype.short}"
 
 
 @dataclass(frozen=True)
@@ -129,7 +136,7 @@ class ModelSpec:
 
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...] = ()
-    max_batch_size: int = 32
+    max_batch_size: int = defaults.MAX_BATCH_SIZE
     # Representative lengths to export and test each named axis at; filled in with defaults where absent.
     axis_lengths: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
@@ -155,7 +162,7 @@ class ModelSpec:
 
     def lengths(self, axis: str) -> tuple[int, ...]:
         """Two test lengths for a dynamic axis: the user's, or a short and a longer default."""
-        return self.axis_lengths.get(axis, (8, 16))
+        return self.axis_lengths.get(axis, defaults.AXIS_LENGTHS)
 
     def with_outputs(self, outputs: tuple[TensorSpec, ...]) -> ModelSpec:
         return replace(self, outputs=outputs)
@@ -165,11 +172,32 @@ _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _AXIS_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+def split_dims(text: str) -> list[str]:
+    """The dims of a SHAPE: separated by `,`, or by `x` where the `x` stands between two complete dims.
+
+    An `x` separates when a number is on either side of it (`3x224x224`, `Tx5`, `seqx768`) or a one-letter axis name
+    on both (`HxW`); elsewhere it is part of an axis name (`max_len`, `box`). `,` always separates (`seq,hidden`).
+    """
+    if "," in text:
+        return [d.strip() for d in text.split(",")]
+    pieces = text.split("x")
+    dims = [pieces[0]]
+    for right in pieces[1:]:
+        left = dims[-1]
+        number = re.fullmatch(r"-1|\d+", left) or re.fullmatch(r"-1|\d+", right)
+        letters = len(left) == 1 and len(right) == 1 and left.isalpha() and right.isalpha()
+        if left and right and (number or letters):
+            dims.append(right)
+        else:
+            dims[-1] += "x" + right
+    return dims
+
+
 def parse_input_spec(text: str) -> TensorSpec:
     """Parse `NAME:SHAPE:DTYPE`, e.g. `image:3x224x224:fp32`, `tokens:seq:int64`, `x:3xHxW:fp32`.
 
-    SHAPE is the per-item shape (no batch axis), dims joined by `x`; a dim is an integer, -1,
-    or a word naming a dynamic axis. An optional fourth part gives integer inputs a value range:
+    SHAPE is the per-item shape (no batch axis), dims joined by `x` or `,` (see `split_dims`); a dim is an integer,
+    -1, or a word naming a dynamic axis. An optional fourth part gives integer inputs an inclusive value range:
     `tokens:seq:int64:0-999`. An empty SHAPE (`NAME::DTYPE`) is a scalar per item.
     """
     example = "use NAME:SHAPE:DTYPE, e.g. --input image:3x224x224:fp32 or --input tokens:seq:int64"
@@ -184,7 +212,7 @@ def parse_input_spec(text: str) -> TensorSpec:
                              f"use one of {', '.join(CLI_DTYPES)}")
     dtype = dtype_from_name(dtype_text)
     shape: list[Dim] = []
-    for raw in shape_text.split("x") if shape_text else []:
+    for raw in split_dims(shape_text) if shape_text else []:
         dim = raw.strip()
         if re.fullmatch(r"-1|\d+", dim):
             value = int(dim)
@@ -197,17 +225,28 @@ def parse_input_spec(text: str) -> TensorSpec:
                                      "give the per-item shape without the batch dim; set --max-batch-size for batching")
             shape.append(dim)
         else:
-            raise TritongenError(f"malformed --input '{text}': dim '{raw}' is not an integer, -1 or an axis name", example)
-    value_range = None
-    if len(parts) == 4:
-        m = re.fullmatch(r"(-?\d+)-(-?\d+)", parts[3])
-        if not m or dtype.is_float:
-            raise TritongenError(f"malformed --input '{text}': value range '{parts[3]}' is not LOW-HIGH for an integer input",
-                                 "e.g. --input tokens:seq:int64:0-999")
-        value_range = (int(m.group(1)), int(m.group(2)))
+            raise TritongenError(f"malformed --input '{text}': dim '{raw}' is not an integer, -1 or an axis name",
+                                 example + "; separate dims with ',' when an axis name contains an x (max_len,16)")
+    value_range = _parse_value_range(text, parts[3], dtype) if len(parts) == 4 else None
     # An unnamed -1 dim gets a name of its own, so every dynamic axis has one name everywhere.
     named = tuple(d if d != -1 else f"{name}_dim{i + 1}" for i, d in enumerate(shape))
     return TensorSpec(name, dtype, named, value_range)
+
+
+def _parse_value_range(text: str, part: str, dtype: DType) -> tuple[int, int]:
+    m = re.fullmatch(r"(-?\d+)-(-?\d+)", part)
+    if not m or dtype.is_float or dtype.short == "bool":
+        raise TritongenError(f"malformed --input '{text}': value range '{part}' is not LOW-HIGH for an integer input",
+                             "e.g. --input tokens:seq:int64:0-999")
+    low, high = int(m.group(1)), int(m.group(2))
+    if low > high:
+        raise TritongenError(f"--input '{text}': the value range {low}-{high} is empty (LOW is above HIGH)",
+                             f"write it as LOW-HIGH, e.g. {high}-{low}")
+    info = np.iinfo(dtype.np_dtype)
+    if low < info.min or high > info.max:
+        raise TritongenError(f"--input '{text}': the value range {low}-{high} does not fit {dtype.short} "
+                             f"({info.min} to {info.max})", "give a range the dtype holds, or a wider integer dtype")
+    return low, high
 
 
 def check_unique_names(specs: tuple[TensorSpec, ...], what: str) -> None:
@@ -216,6 +255,23 @@ def check_unique_names(specs: tuple[TensorSpec, ...], what: str) -> None:
         if t.name in seen:
             raise TritongenError(f"{what} name '{t.name}' is given twice", f"give each {what} a distinct name")
         seen.add(t.name)
+
+
+def check_example_size(spec: ModelSpec) -> None:
+    """The largest inputs parity runs (max batch, longest lengths) fit in memory: an absurd dim is refused up front."""
+    batch = spec.max_batch_size if spec.batched else None
+    lengths = {a: max(spec.lengths(a)) for a in spec.dynamic_axes}
+    sizes = {t.name: int(np.prod(concrete_shape(t, spec, batch, lengths), dtype=object)) * t.dtype.np_dtype.itemsize
+             for t in spec.inputs}
+    total = sum(sizes.values())
+    if total > MAX_EXAMPLE_BYTES:
+        name = max(sizes, key=lambda n: sizes[n])
+        at = f"batch {batch}" if batch else "one item"
+        raise TritongenError(
+            f"the example inputs would take {total / 2**30:,.1f} GiB at {at} (input '{name}': "
+            f"{spec.input(name).describe()}), more than the {MAX_EXAMPLE_BYTES >> 30} GiB tritongen checks parity with",
+            "check the --input shape; parity runs at the largest batch and longest --axis-length, so lower "
+            "--max-batch-size or --axis-length for a model this large")
 
 
 def concrete_shape(tensor: TensorSpec, spec: ModelSpec, batch: int | None, lengths: dict[str, int]) -> tuple[int, ...]:

@@ -144,7 +144,7 @@ def _link_entries(source: Path, dest: Path) -> None:
 
 
 def _stage_onnx_as_python(source: Path, dest: Path, config: model_config_pb2.ModelConfig) -> StagedModel:
-    from tritongen.export.python_runner import write_python_model
+    from tritongen.formats.python import write_python_model
 
     onnx_filename = config.default_model_filename or "model.onnx"
     python_config = model_config_pb2.ModelConfig()

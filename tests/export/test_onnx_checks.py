@@ -47,6 +47,14 @@ def test_an_input_dropped_by_the_exporter_is_named():
         check_dynamic_axes(graph(["batch", "seq"], ["batch", "seq"]), spec)
 
 
-def test_check_runs_on_a_saved_file(tmp_path):
-    onnx.save(graph(["batch", "seq"], ["batch", "seq"]), str(tmp_path / "m.onnx"))
-    check_dynamic_axes(onnx.load(str(tmp_path / "m.onnx")), SPEC)
+def test_renamed_axes_are_what_the_saved_file_holds(tmp_path):
+    model = graph(["s77", "s12"], ["s77", "s12"])
+    rename_graph_axes(model, SPEC)
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    again = onnx.load(str(tmp_path / "m.onnx"))
+    assert [d.dim_param for d in again.graph.output[0].type.tensor_type.shape.dim] == ["batch", "seq"]
+    check_dynamic_axes(again, SPEC)
+    # A file whose batch axis was frozen when saved is caught when read back.
+    onnx.save(graph([1, "seq"], [1, "seq"]), str(tmp_path / "frozen.onnx"))
+    with pytest.raises(TritongenError, match="froze axis 'batch'"):
+        check_dynamic_axes(onnx.load(str(tmp_path / "frozen.onnx")), SPEC)

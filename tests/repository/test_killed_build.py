@@ -19,6 +19,7 @@ import pytest
 
 from tests import models
 from tests.conftest import REPO_ROOT, save_checkpoint
+from tritongen.build import SCRATCH
 from tritongen.checkpoint import sha256_of
 from tritongen.repository import WORKSPACE_PREFIX, read_manifest, versions_of
 
@@ -37,7 +38,7 @@ def build_process(checkpoint: Path, repository: Path, *extra: str) -> subprocess
 def kill_mid_build(process: subprocess.Popen[str], home: Path, sig: signal.Signals) -> None:
     """Wait until the build has exported into its workspace, then send `sig` and wait for the process to end."""
     deadline = time.monotonic() + 240
-    while not list(home.glob(f"{WORKSPACE_PREFIX}*/export/model.onnx")):
+    while not list(home.glob(f"{WORKSPACE_PREFIX}*/{SCRATCH}/export/model.onnx")):
         assert process.poll() is None, f"the build ended before it could be killed: {process.communicate()}"
         assert time.monotonic() < deadline, "the build never reached its export"
         time.sleep(0.05)

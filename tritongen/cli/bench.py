@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 
 from tritongen.cli import main
-from tritongen.cli.common import common_options, emit_json, stderr_console, stdout_console
+from tritongen.cli.common import common_options, emit_json, progress_line, stdout_console
 from tritongen.cli.serve import stop_on_sigterm
 
 
@@ -64,14 +64,12 @@ def bench_command(model: str, repository: Path, url: str | None, protocol: str, 
         raise TritongenError("--duration and --requests were both given", "pass one of them")
     if url and not repository.is_dir():
         repository = None  # type: ignore[assignment]
-    err = stderr_console()
     settings = LoadSettings(protocol=protocol, duration_s=None if requests else (duration_s or DEFAULT_DURATION_S),
                             requests=requests)
     report = bench_model(repository, model, server=url or "embedded", concurrencies=parse_concurrencies(concurrency),
                          settings=settings, batch_size=batch_size, lengths=parse_lengths(lengths), warmup_s=warmup_s,
                          ceiling=not no_ceiling, generator_check=not no_generator_check, tritonserver=tritonserver,
-                         timeout_s=timeout_s, on_progress=lambda msg: err.print(f"… {msg}", markup=False,
-                                                                                highlight=False))
+                         timeout_s=timeout_s, on_progress=progress_line)
     files: list[Path] = []
     if not no_report:
         files = write_report(report, report_dir or default_report_dir(model))

@@ -8,33 +8,39 @@ from pathlib import Path
 
 import click
 
+from tritongen import defaults
 from tritongen.cli import main
 from tritongen.cli.common import common_options, emit_json, progress, stderr_console, stdout_console
+from tritongen.formats import NAMES as FORMAT_NAMES
 
 
 @main.command("build")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--name", help="Model name in the repository (default: the checkpoint's file name).")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE:DTYPE",
-              help="An input, per item (no batch axis): image:3x224x224:fp32, tokens:seq:int64, x:3xHxW:fp32. "
-                   "The same axis word on two inputs is one axis. Integer inputs take a value range: tokens:seq:int64:0-999.")
+              help="An input of the model, by its name in forward(), per item (no batch axis): image:3x224x224:fp32, "
+                   "tokens:seq:int64, x:3xHxW:fp32 (dims joined by x, or by , when an axis name has an x: "
+                   "ids:max_len,4:int64). The same axis word on two inputs is one axis. Integer inputs take a value "
+                   "range: tokens:seq:int64:0-999.")
 @click.option("--output", "outputs", multiple=True, metavar="NAME", help="Output names, in order.")
 @click.option("--axis-length", "axis_lengths", multiple=True, metavar="AXIS=SHORT,LONG",
-              help="Lengths a dynamic axis is exported and checked at (default 8,16; batch is set by --max-batch-size).")
+              help="Lengths a dynamic axis is exported and checked at (default "
+                   f"{','.join(map(str, defaults.AXIS_LENGTHS))}; batch is set by --max-batch-size).")
 @click.option("--model-class", metavar="MODULE:CLASS", help="The model's class, for state_dict checkpoints.")
 @click.option("--model-kwargs", metavar="JSON", help="Constructor arguments for --model-class, as a JSON object.")
 @click.option("--pythonpath", multiple=True, type=click.Path(path_type=Path), help="Directory with the model's code.")
 @click.option("--trust-checkpoint", is_flag=True,
               help="Allow loading a full pickled model. Pickles can run arbitrary code: only for files you trust.")
-@click.option("--format", "formats", multiple=True, type=click.Choice(["onnx", "python", "tensorrt"]),
+@click.option("--format", "formats", multiple=True, type=click.Choice(FORMAT_NAMES),
               default=("onnx",),
               show_default=True, help="Formats to write; the first gets NAME, others NAME_<format>.")
-@click.option("--max-batch-size", type=click.IntRange(min=0), default=32, show_default=True,
+@click.option("--max-batch-size", type=click.IntRange(min=0), default=defaults.MAX_BATCH_SIZE, show_default=True,
               help="Largest batch Triton forms; 0 means the model does not batch.")
-@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True, help="Model instances.")
+@click.option("--instances", type=click.IntRange(min=1), default=defaults.INSTANCES, show_default=True,
+              help="Model instances.")
 @click.option("--kind", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True,
               help="Instance kind (auto: GPU where the server has one).")
-@click.option("--max-queue-delay-us", type=click.IntRange(min=0), default=100, show_default=True,
+@click.option("--max-queue-delay-us", type=click.IntRange(min=0), default=defaults.MAX_QUEUE_DELAY_US, show_default=True,
               help="How long the dynamic batcher waits to fill a batch.")
 @click.option("--preferred-batch-size", "preferred", multiple=True, type=int, help="Preferred batch sizes.")
 @click.option("--opset", type=int, help="ONNX opset (default: the exporter's).")
@@ -55,7 +61,7 @@ from tritongen.cli.common import common_options, emit_json, progress, stderr_con
               show_default=True, help="random: calibrate on random inputs (for testing only).")
 @click.option("--calibration-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
               show_default=True, help="ONNX Runtime's calibrator for static INT8.")
-@click.option("--calibration-items", type=click.IntRange(min=1), default=512, show_default=True,
+@click.option("--calibration-items", type=click.IntRange(min=1), default=defaults.CALIBRATION_ITEMS, show_default=True,
               help="At most this many calibration items are used.")
 @click.option("--max-relative-error", type=float,
               help="Fail when an output's max error exceeds this share of its range (default fp16 0.01, int8 0.1).")
@@ -73,11 +79,11 @@ from tritongen.cli.common import common_options, emit_json, progress, stderr_con
               help="Build the TensorRT plan inside this image (NVIDIA's TensorRT image of your Triton release).")
 @click.option("--dynamic-range", "dynamic_ranges", multiple=True, metavar="AXIS:MIN:OPT:MAX",
               help="Optimization profile range of a dynamic axis for TensorRT (batch defaults to 1:MAX:MAX).")
-@click.option("--trt-workspace-mb", type=click.IntRange(min=1), default=4096, show_default=True,
+@click.option("--trt-workspace-mb", type=click.IntRange(min=1), default=defaults.TRT_WORKSPACE_MB, show_default=True,
               help="TensorRT builder workspace limit.")
 @click.option("--timing-cache", type=click.Path(path_type=Path), help="TensorRT timing cache file (reused across builds).")
 @click.option("--builder-optimization-level", type=click.IntRange(0, 5), help="TensorRT builder optimization level.")
-@click.option("--repository", type=click.Path(path_type=Path), default=Path("model_repository"), show_default=True)
+@click.option("--repository", type=click.Path(path_type=Path), default=defaults.REPOSITORY, show_default=True)
 @click.option("--version", "version", type=int, help="Version to write (default: the next free one).")
 @click.option("--force", is_flag=True, help="Replace an existing --version.")
 @click.option("--no-deploy", is_flag=True, help="Do not write deploy/ next to the repository.")

@@ -9,7 +9,7 @@ import click
 
 from tritongen.cli import main
 from tritongen.cli.bench import wide_console
-from tritongen.cli.common import common_options, emit_json, stderr_console, stdout_console
+from tritongen.cli.common import common_options, emit_json, progress_line, stderr_console, stdout_console
 from tritongen.cli.serve import stop_on_sigterm
 
 
@@ -62,7 +62,7 @@ def tune_command(model: str, repository: Path, url: str | None, latency_budget_m
         threads=parse_concurrencies(threads, "--threads") if threads else None,
         write=not dry_run, validate=not no_validate, tritonserver=tritonserver, timeout_s=timeout_s,
         on_trial=lambda t: err.print(trial_line(t), markup=False, highlight=False),
-        on_progress=lambda msg: err.print(f"… {msg}", markup=False, highlight=False))
+        on_progress=progress_line)
     if as_json:
         emit_json(report.to_dict())
     else:

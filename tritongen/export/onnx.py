@@ -1,14 +1,10 @@
-"""PyTorch module to ONNX file with named dynamic axes, checked after export, then simplified."""
+"""PyTorch module to ONNX file with named dynamic axes, checked after export (simplified by `simplify.py`)."""
 
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
-import os
 import re
-import sys
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,11 +13,36 @@ from typing import Any
 
 import numpy as np
 
-from tritongen.errors import TritongenError
+from tritongen.errors import TritongenError, stop_if_interrupted
 from tritongen.spec import BATCH_AXIS, ModelSpec, TensorSpec, dtype_from_onnx, random_inputs
 
 # Models above this many bytes of weights are exported with external data (ONNX protobufs stop at 2 GiB).
 EXTERNAL_DATA_THRESHOLD = 1_500_000_000
+# Opsets each exporter writes (torch 2.13, measured): the dynamo exporter implements 18 and up and failed to convert
+# every model we tried to a lower one (it then writes 18 anyway); the legacy exporter writes 7 to 20.
+DYNAMO_MIN_OPSET = 18
+LEGACY_OPSETS = (7, 20)
+LEGACY_DEFAULT_OPSET = 18
+
+
+def opset_range(legacy: bool) -> tuple[int, int]:
+    """The opsets `--opset` may ask of an exporter: the dynamo one up to the newest the onnx package knows."""
+    if legacy:
+        return LEGACY_OPSETS
+    import onnx
+
+    return DYNAMO_MIN_OPSET, onnx.defs.onnx_opset_version()
+
+
+def check_opset(opset: int | None, legacy: bool) -> None:
+    """`--opset` within what the exporter writes: refused before the export, never silently replaced."""
+    if opset is None:
+        return
+    low, high = opset_range(legacy)
+    if not low <= opset <= high:
+        which = "the legacy exporter (used for TorchScript checkpoints)" if legacy else "the ONNX exporter"
+        raise TritongenError(f"--opset {opset} is outside what {which} writes ({low} to {high})",
+                             f"pass --opset between {low} and {high}, or leave it out for the exporter's default")
 
 
 @dataclass(frozen=True)
@@ -50,6 +71,13 @@ def torch_args(feeds: dict[str, np.ndarray], spec: ModelSpec) -> tuple[Any, ...]
     return tuple(torch.from_numpy(np.ascontiguousarray(feeds[t.name])) for t in spec.inputs)
 
 
+def _by_name(module: Any, exported_program: Any) -> bool:
+    """Whether the model is called with keyword inputs (forward() has names) rather than positionally."""
+    from tritongen.introspect import inputs_of_module
+
+    return exported_program is None and inputs_of_module(module).keywords
+
+
 def onnx_from_module(
     module: Any,
     spec: ModelSpec,
@@ -60,25 +88,34 @@ def onnx_from_module(
     force_legacy: bool = False,
     on_warning: Callable[[str], None] | None = None,
 ) -> OnnxExport:
-    """Export `module` to `path`, trying the dynamo exporter first and the legacy one when it fails."""
+    """Export `module` to `path`, trying the dynamo exporter first and the legacy one when it fails.
+
+    The module is fed by name when its forward() has names. The legacy exporter runs in a child process (its C++
+    side prints graphs to stdout when it fails). An interrupt is never taken for an exporter failure: it stops the
+    export (KeyboardInterrupt).
+    """
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
     feeds = random_inputs(spec, example_batch(spec), example_lengths(spec), np.random.default_rng(0))
     args = torch_args(feeds, spec)
+    by_name = _by_name(module, exported_program)
     notes: list[str] = []
     is_script = isinstance(module, torch.jit.ScriptModule)
+    check_opset(opset, legacy=is_script or force_legacy)
     big = _weight_bytes(module) > EXTERNAL_DATA_THRESHOLD
     dynamo_error: str | None = None
     exporter = ""
     if not (is_script or force_legacy):
         try:
-            _export_dynamo(exported_program if exported_program is not None else module, args, spec, path, opset, big)
+            _export_dynamo(exported_program if exported_program is not None else module, args, spec, path, opset, big,
+                           by_name)
             exporter = "dynamo"
         except TritongenError:
             raise
         except Exception as exc:  # the dynamo exporter fails in many ways; the legacy one may still work
-            dynamo_error = _summarise_export_error(exc)
+            stop_if_interrupted(exc)
+            dynamo_error = summarise_export_error(exc)
             _remove_outputs(path)
             if exported_program is not None:
                 raise TritongenError(f"the ONNX exporter failed on this exported program: {dynamo_error}",
@@ -86,10 +123,16 @@ def onnx_from_module(
             notes.append(f"the dynamo exporter failed ({dynamo_error}); used the legacy exporter instead")
     if not exporter:
         try:
-            _export_legacy(module, args, spec, path, opset)
-        except Exception as exc:
+            from tritongen.export.legacy import export_in_child
+
+            export_in_child(module, spec, path, opset)
+        except TritongenError:
             _remove_outputs(path)
-            detail = _summarise_export_error(exc)
+            raise
+        except Exception as exc:
+            stop_if_interrupted(exc)
+            _remove_outputs(path)
+            detail = summarise_export_error(exc)
             if dynamo_error and dynamo_error != detail:
                 # Both failed: the message that names an operator is the useful one.
                 named = [d for d in (dynamo_error, detail) if d.startswith("operator ")]
@@ -109,14 +152,17 @@ def onnx_from_module(
     onnx.save_model(model, str(path))  # rewrites only the graph proto; external data stays where it is
     opset_used = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset is not None and opset_used != opset:
-        notes.append(f"asked for opset {opset}, the exporter wrote opset {opset_used}")
+        _remove_outputs(path)
+        raise TritongenError(f"--opset {opset} was asked for, but the {exporter} exporter could write this model "
+                             f"only at opset {opset_used}", f"pass --opset {opset_used}, or leave --opset out")
     for note in notes:
         if on_warning:
             on_warning(note)
     return OnnxExport(path, exporter, opset_used, tuple(files), tuple(notes))
 
 
-def _export_dynamo(model: Any, args: tuple[Any, ...], spec: ModelSpec, path: Path, opset: int | None, big: bool) -> None:
+def _export_dynamo(model: Any, args: tuple[Any, ...], spec: ModelSpec, path: Path, opset: int | None, big: bool,
+                   by_name: bool) -> None:
     import torch
 
     dims: dict[str, Any] = {}
@@ -138,23 +184,34 @@ def _export_dynamo(model: Any, args: tuple[Any, ...], spec: ModelSpec, path: Pat
                 axes[i + offset] = dim(d)
         dynamic_shapes.append(axes or None)
     is_program = isinstance(model, torch.export.ExportedProgram)
-    with _quiet(), torch.no_grad():
+    names = [t.name for t in spec.inputs]
+    with quiet_logs(), torch.no_grad():
         torch.onnx.export(
             model,
-            args,
+            () if by_name else args,
             str(path),
+            kwargs=dict(zip(names, args, strict=True)) if by_name else None,
             dynamo=True,
-            input_names=[t.name for t in spec.inputs],
+            input_names=names,
             output_names=[t.name for t in spec.outputs] or None,
             opset_version=opset,
-            dynamic_shapes=None if is_program else tuple(dynamic_shapes),
+            dynamic_shapes=None if is_program else (dict(zip(names, dynamic_shapes, strict=True)) if by_name
+                                                    else tuple(dynamic_shapes)),
             external_data=big,
             optimize=True,
+            verbose=False,  # its progress lines would go to stdout, which --json keeps for the JSON object
         )
 
 
-def _export_legacy(module: Any, args: tuple[Any, ...], spec: ModelSpec, path: Path, opset: int | None) -> None:
+def export_legacy(module: Any, spec: ModelSpec, path: Path, opset: int | None) -> None:
+    """The legacy (TorchScript-based) exporter, in this process. Its C++ side may print graphs to stdout."""
     import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    feeds = random_inputs(spec, example_batch(spec), example_lengths(spec), np.random.default_rng(0))
+    args = torch_args(feeds, spec)
+    if _by_name(module, None):  # a trailing dict is the legacy exporter's way of passing keyword inputs
+        args = ({t.name: a for t, a in zip(spec.inputs, args, strict=True)},)
 
     dynamic_axes: dict[str, dict[int, str]] = {}
     offset = 1 if spec.batched else 0
@@ -169,7 +226,7 @@ def _export_legacy(module: Any, args: tuple[Any, ...], spec: ModelSpec, path: Pa
         if axes:
             dynamic_axes[t.name] = axes
     # No torch.no_grad() here: the legacy exporter fails on TransformerEncoder's fast path under no_grad.
-    with _quiet():
+    with quiet_logs():
         torch.onnx.export(
             module,
             args,
@@ -177,7 +234,7 @@ def _export_legacy(module: Any, args: tuple[Any, ...], spec: ModelSpec, path: Pa
             dynamo=False,
             input_names=[t.name for t in spec.inputs],
             output_names=[t.name for t in spec.outputs],
-            opset_version=min(opset or 18, 18),  # the legacy exporter stops at opset 18
+            opset_version=opset or LEGACY_DEFAULT_OPSET,
             dynamic_axes=dynamic_axes,
             do_constant_folding=True,
         )
@@ -263,68 +320,6 @@ def onnx_output_specs(path: Path, spec: ModelSpec) -> tuple[TensorSpec, ...]:
     return tuple(specs)
 
 
-@dataclass(frozen=True)
-class Simplification:
-    applied: bool
-    message: str
-    nodes_before: int = 0
-    nodes_after: int = 0
-
-
-def simplify_onnx(path: Path, spec: ModelSpec, *, atol: float, rtol: float) -> Simplification:
-    """Simplify in place with onnxsim; keep the original when it fails or changes the outputs."""
-    import onnx
-
-    try:
-        import onnxsim
-    except ImportError:
-        return Simplification(False, "onnxsim is not installed; kept the exported model as is")
-    data_file = path.with_name(path.name + ".data")
-    if data_file.exists() and data_file.stat().st_size > EXTERNAL_DATA_THRESHOLD:
-        return Simplification(False, "model too large for onnxsim (> 1.5 GB of weights); kept as exported")
-    original = onnx.load(str(path))
-    before = len(original.graph.node)
-    try:
-        with _quiet():
-            simplified, ok = onnxsim.simplify(original)
-    except Exception as exc:
-        return Simplification(False, f"onnxsim failed ({_summarise_export_error(exc)}); kept the exported model",
-                              before, before)
-    if not ok:
-        return Simplification(False, "onnxsim could not verify its result; kept the exported model", before, before)
-    check_dynamic_axes(simplified, spec)
-    candidate = path.with_name(path.stem + ".simplified.onnx")
-    onnx.save_model(simplified, str(candidate))
-    try:
-        worst = _max_difference(path, candidate, spec)
-    except Exception as exc:
-        candidate.unlink(missing_ok=True)
-        return Simplification(False, f"the simplified model does not run ({_summarise_export_error(exc)}); "
-                              "kept the exported model", before, before)
-    if worst is not None:
-        candidate.unlink(missing_ok=True)
-        return Simplification(False, f"simplification changed outputs ({worst}); kept the exported model",
-                              before, before)
-    candidate.replace(path)
-    data_file.unlink(missing_ok=True)  # the simplified model holds its weights inline
-    return Simplification(True, f"simplified: {before} → {len(simplified.graph.node)} nodes", before,
-                          len(simplified.graph.node))
-
-
-def _max_difference(a: Path, b: Path, spec: ModelSpec) -> str | None:
-    """Run both files on the same random inputs; describe the first output that differs beyond tolerance."""
-    from tritongen.runners.onnxruntime import OnnxRuntimeRunner
-
-    feeds = random_inputs(spec, example_batch(spec), example_lengths(spec, 1), np.random.default_rng(1))
-    with OnnxRuntimeRunner(a) as ra, OnnxRuntimeRunner(b) as rb:
-        out_a, out_b = ra.infer(feeds), rb.infer(feeds)
-    for name, x in out_a.items():
-        y = out_b.get(name)
-        if y is None or y.shape != x.shape or not np.allclose(x, y, atol=1e-5, rtol=1e-4, equal_nan=True):
-            return f"output '{name}' differs"
-    return None
-
-
 def _weight_bytes(module: Any) -> int:
     try:
         return sum(p.numel() * p.element_size() for p in module.parameters())
@@ -351,8 +346,12 @@ _OP_PATTERNS = (
 _ANSI = re.compile(r"\x1b\[[0-9;]*m|\[\d+m")
 
 
-def _summarise_export_error(exc: BaseException) -> str:
+def summarise_export_error(exc: BaseException) -> str:
     """One line for an exporter error: the unsupported operator when one is named, else the first message line."""
+    from tritongen.export.legacy import LegacyExportError
+
+    if isinstance(exc, LegacyExportError):
+        return exc.summary  # summarised in the child process, which had the whole chain
     text = _ANSI.sub("", "\n".join(str(e) for e in _chain(exc)))
     for pattern in _OP_PATTERNS:
         m = pattern.search(text)
@@ -388,31 +387,16 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 
 @contextlib.contextmanager
-def _quiet():  # noqa: ANN202
-    """The exporters print pages of progress and warnings; keep them out of the user's terminal."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "torch")]
+def quiet_logs():  # noqa: ANN202
+    """The exporters' warnings and log lines are noise here; their progress is off (`verbose=False`)."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
-    sink = io.StringIO()
-    # The legacy exporter's C++ side prints graphs straight to file descriptors 1 and 2: silence those too.
-    saved = []
-    with tempfile.TemporaryFile() as devnull:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            for fd in (1, 2):
-                saved.append((fd, os.dup(fd)))
-                os.dup2(devnull.fileno(), fd)
-        except OSError:
-            pass
-        try:
-            with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-                warnings.simplefilter("ignore")
-                yield
-        finally:
-            for fd, copy in saved:
-                os.dup2(copy, fd)
-                os.close(copy)
-            for lg, level in zip(loggers, levels, strict=True):
-                lg.setLevel(level)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tritongen import defaults
 from tritongen.errors import TritongenError
 from tritongen.spec import ModelSpec, TensorSpec, random_inputs
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from tritongen.precision.options import PrecisionOptions
 
 CALIBRATION_BATCH = 8
-MAX_CALIBRATION_ITEMS = 512
+MAX_CALIBRATION_ITEMS = defaults.CALIBRATION_ITEMS
 RANDOM_CALIBRATION_ITEMS = 64
 Feeds = dict[str, np.ndarray]
 

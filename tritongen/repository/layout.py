@@ -53,7 +53,8 @@ def check_repository_dir(repository: Path) -> None:
     if repository.exists() and not repository.is_dir():
         raise TritongenError(f"--repository '{repository}' exists and is not a directory",
                              "pass a directory for the model repository")
-    for ancestor in repository.resolve().parents:
+    resolved = repository.resolve()
+    for ancestor in (resolved, *resolved.parents):
         if (ancestor / CONFIG).is_file():
             raise TritongenError(f"--repository '{repository}' is inside the folder of model '{ancestor.name}' "
                                  f"(it holds a {CONFIG}), where Triton would not find it",

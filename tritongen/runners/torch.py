@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from tritongen.errors import TritongenError
+from tritongen.errors import TritongenError, stop_if_interrupted
 from tritongen.runners.base import Runner
 
 
@@ -50,7 +50,10 @@ class TorchRunner(Runner):
         try:
             with torch.no_grad():
                 result = self.module(*args)
+        except TritongenError:  # already one line (introspect.BoundModel says what it failed on)
+            raise
         except Exception as exc:  # the user's code failed: one line that says on what, not a traceback
+            stop_if_interrupted(exc)
             raise self._failure(feeds, exc) from exc
         pairs = flatten_outputs(result)
         if len(pairs) != len(self.output_names):

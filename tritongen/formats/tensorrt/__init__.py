@@ -9,6 +9,7 @@
 | `engine` | what the engine says about itself; the config taken from it and checked against it |
 | `versions` | a plan loads only in the TensorRT that built it: the checks `validate` uses |
 | `step` | `plan_into_version_dir`: the step `build` calls |
+| `format` | the registry entry (`tritongen.formats`): what build needs from this format |
 | `trt_builder` | the standalone builder script (TensorRT Python API, numpy, libcudart), run in-process or in the image |
 
 What has run where: profiles, the container plumbing (against the real Docker engine), configs from engine

@@ -16,13 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tritongen import defaults
 from tritongen.errors import TritongenError
 from tritongen.formats.tensorrt.engine import EngineMeta
 
 BUILDER_SCRIPT = Path(__file__).resolve().parent / "trt_builder.py"
 PLAN_FILENAME = "model.plan"
 CONTAINER_WORKDIR = "/tritongen-trt"
-DEFAULT_WORKSPACE_MB = 4096
+DEFAULT_WORKSPACE_MB = defaults.TRT_WORKSPACE_MB
 CONTAINER_TIMEOUT_S = 3600
 NEEDS = ("--format tensorrt needs TensorRT and an NVIDIA GPU: the `tensorrt` Python package with a visible GPU "
          "in this process, or --trt-image IMAGE (NVIDIA's TensorRT image of your Triton release, e.g. "

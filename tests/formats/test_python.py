@@ -10,7 +10,7 @@ import pytest
 
 from tests.servers import built_repository, children, tritonserver_pids
 from tritongen.errors import TritongenError
-from tritongen.export.python_runner import python_model_from_onnx, write_python_model
+from tritongen.formats.python import python_model_from_onnx, write_python_model
 from tritongen.runners.onnxruntime import OnnxRuntimeRunner
 from tritongen.runners.triton import TritonRequestError, TritonRunner
 from tritongen.server import launch
@@ -32,6 +32,29 @@ def test_write_python_model_needs_the_onnx_file_first(tmp_path: Path) -> None:
     (tmp_path / "model.onnx").write_bytes(b"")
     assert write_python_model(tmp_path) == tmp_path / "model.py"
     assert "import onnxruntime as ort" in (tmp_path / "model.py").read_text()
+
+
+def test_a_name_with_a_newline_stays_inside_its_comment() -> None:
+    from tritongen.spec import TensorSpec, dtype_from_name
+
+    spec = ModelSpec(inputs=(parse_input_spec("x:4:fp32"),),
+                     outputs=(TensorSpec("y\nimport os; os.system('boom')", dtype_from_name("fp32"), (4,)),))
+    text = python_model_from_onnx("model.onnx", spec)
+    compile(text, "model.py", "exec")
+    assert not any(line.startswith("import os; os.system") for line in text.splitlines())
+    assert "#   output y\\nimport os" in text
+
+
+def test_the_python_format_writes_model_py_beside_the_onnx_file(tmp_path: Path) -> None:
+    from tests.formats.test_onnx import SPEC, job
+    from tritongen.config import ModelConfig, parse_config, render_config
+    from tritongen.formats.python import FORMAT
+
+    j = job(tmp_path)
+    written = FORMAT.write_version(j)
+    assert sorted(p.name for p in j.version_dir.iterdir()) == ["model.onnx", "model.py"]
+    assert "#   input  x:4:fp32" in (j.version_dir / "model.py").read_text()
+    FORMAT.check_config(parse_config(render_config(ModelConfig("m", SPEC, format="python"))), j.version_dir, written)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,170 @@
+"""Every command ends in one line and a known exit code: 3 for an unexpected error, 130 for every interrupt."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import models
+from tests.conftest import CNN_ARGS, save_checkpoint
+from tritongen.cli.common import BUG_HINT
+
+# (command line, module, function that fails): one library call each command makes.
+COMMANDS = [
+    (("build", "{ckpt}", *CNN_ARGS, "--repository", "{tmp}/repo"), "tritongen.build", "build_model"),
+    (("validate", "{tmp}/repo"), "tritongen.validate", "validate_repository"),
+    (("serve", "{tmp}/repo"), "tritongen.server.local", "find_tritonserver"),
+    (("bench", "cnn", "--repository", "{tmp}/repo"), "tritongen.bench", "bench_model"),
+    (("tune", "cnn", "--repository", "{tmp}/repo"), "tritongen.tune", "tune_model"),
+    (("image", "build"), "tritongen.image", "build_slim_image"),
+]
+
+
+def args_for(command: tuple[str, ...], tmp_path: Path, ckpt: Path) -> list[str]:
+    return [a.format(tmp=tmp_path, ckpt=ckpt) for a in command]
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.mark.parametrize("command, module, function", COMMANDS, ids=[c[0][0] for c in COMMANDS])
+def test_an_unexpected_error_is_one_line_exit_3_and_json(tmp_path, cli, cnn_checkpoint, monkeypatch,
+                                                         command, module, function):
+    def fails(*args, **kwargs):
+        raise RuntimeError("injected failure\nsecond line of the message")
+
+    monkeypatch.setattr(importlib.import_module(module), function, fails)
+    argv = args_for(command, tmp_path, cnn_checkpoint)
+    result = cli(*argv)
+    assert result.exit_code == 3, result.stderr
+    (line,) = error_lines(result.stderr)
+    assert "failed: RuntimeError: injected failure" in line and line.endswith(BUG_HINT)
+    assert "Traceback" not in result.stderr and "second line" not in result.stderr
+    as_json = cli(*argv, "--json")
+    assert as_json.exit_code == 3
+    payload = json.loads(as_json.stdout)
+    assert payload["ok"] is False and payload["exception"] == "RuntimeError" and payload["hint"] == BUG_HINT
+    assert payload["error"].endswith("failed: RuntimeError: injected failure")
+
+
+def test_the_error_names_the_step_that_failed(tmp_path, cli, cnn_checkpoint, monkeypatch):
+    import tritongen.build
+
+    def export_fails(*args, **kwargs):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(tritongen.build, "onnx_from_module", export_fails)
+    result = cli("build", cnn_checkpoint, *CNN_ARGS, "--repository", tmp_path / "repo", "--json")
+    assert result.exit_code == 3
+    assert json.loads(result.stdout)["step"] == "exporting ONNX"
+    (line,) = error_lines(result.stderr)
+    assert line.startswith("error: exporting ONNX failed: OSError: disk on fire;")
+    assert not (tmp_path / "repo").exists()  # nothing left behind: no workspace, no empty repository
+
+
+def test_debug_shows_the_traceback(tmp_path, cli, monkeypatch):
+    import tritongen.validate
+
+    monkeypatch.setattr(tritongen.validate, "validate_repository", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        cli("validate", tmp_path, "--debug")
+
+
+def test_ctrl_c_exits_130_and_json_still_says_so(tmp_path, cli, monkeypatch):
+    import tritongen.validate
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tritongen.validate, "validate_repository", interrupted)
+    result = cli("validate", tmp_path, "--json")
+    assert result.exit_code == 130
+    assert json.loads(result.stdout) == {"ok": False, "error": "interrupted", "hint": None, "details": None}
+    assert error_lines(result.stderr) == ["error: interrupted"]
+
+
+def test_an_interrupt_turned_into_another_error_still_exits_130(tmp_path, cli, monkeypatch):
+    import tritongen.build
+
+    def torch_like(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            pass
+        raise AttributeError("'NoneType' object has no attribute 'graph'")  # what torch once raised instead
+
+    monkeypatch.setattr(tritongen.build, "build_model", torch_like)
+    before = signal.getsignal(signal.SIGINT)
+    result = cli("build", tmp_path / "x.pt")
+    assert result.exit_code == 130 and error_lines(result.stderr) == ["error: interrupted"]
+    assert signal.getsignal(signal.SIGINT) is before  # the command put the previous handler back
+
+
+def test_an_interrupt_swallowed_inside_a_step_stops_the_command_when_the_step_ends(tmp_path, cli, monkeypatch):
+    import tritongen.build
+
+    def swallows(options, step, warn):
+        with step("exporting ONNX"):
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+            except KeyboardInterrupt:
+                pass  # and carries on, as a fallback to another exporter would
+        raise AssertionError("the build went on after an interrupt")
+
+    monkeypatch.setattr(tritongen.build, "build_model", swallows)
+    result = cli("build", tmp_path / "x.pt")
+    assert result.exit_code == 130, result.stderr
+
+
+def test_sigterm_unwinds_like_ctrl_c(tmp_path, cli, monkeypatch):
+    import tritongen.build
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        raise AssertionError("SIGTERM did not stop the command")
+
+    monkeypatch.setattr(tritongen.build, "build_model", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    result = cli("build", tmp_path / "x.pt")
+    assert result.exit_code == 130
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_export_always_exits_130_and_installs_nothing(tmp_path):
+    ckpt = save_checkpoint(models.TinyEncoder(), tmp_path / "enc.pt")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    outcomes = []
+    for delay in (0.0, 0.4, 1.0, 2.0):
+        repo = tmp_path / f"repo-{delay}"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tritongen", "build", str(ckpt), "--model-class", "tests.models:TinyEncoder",
+             "--input", "tokens:seq:int64", "--input", "mask:seq:int64", "--repository", str(repo), "--no-deploy"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            assert process.stderr is not None
+            for line in process.stderr:  # the export starts right after this line
+                if "loading checkpoint" in line:
+                    break
+            time.sleep(delay)
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        outcomes.append((delay, process.returncode, sorted(p.name for p in repo.iterdir()) if repo.exists() else [], stderr.strip()[-200:]))
+    assert [(d, code, left) for d, code, left, _ in outcomes] == [(d, 130, []) for d, *_ in outcomes], outcomes

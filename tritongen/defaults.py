@@ -1,0 +1,16 @@
+"""Defaults a user sees on the command line, defined once: the library's option types and the CLI both read them.
+
+This module imports nothing, so the CLI can show these values in --help without loading torch or numpy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPOSITORY = Path("model_repository")
+MAX_BATCH_SIZE = 32  # the largest batch Triton forms
+INSTANCES = 1
+MAX_QUEUE_DELAY_US = 100  # how long the dynamic batcher waits to fill a batch
+AXIS_LENGTHS = (8, 16)  # the two lengths a dynamic axis is exported and checked at
+TRT_WORKSPACE_MB = 4096  # TensorRT builder workspace limit
+CALIBRATION_ITEMS = 512  # at most this many INT8 calibration items are used

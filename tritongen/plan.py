@@ -1,0 +1,264 @@
+"""`build`'s options resolved once into a frozen BuildPlan: every option checked before anything is loaded or written.
+
+`plan_build(options)` parses and checks what the command line gave (formats, names, versions, inputs, axis lengths,
+dynamic ranges, tolerances, precision, accelerators, opset, where the repository is); `check_spec(plan, spec)`
+checks what depends on the model's inputs once the checkpoint is loaded, and the plan then carries the model's
+interface (`plan.spec`). `tritongen.build` executes the plan; nothing after planning parses an option again.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tritongen import defaults, formats
+from tritongen.config import ModelConfig, check_intent, check_model_name, model_name_from_path
+from tritongen.errors import TritongenError
+from tritongen.formats.tensorrt.builder import TensorRTOptions
+from tritongen.formats.tensorrt.profiles import DynamicRange, parse_dynamic_ranges
+from tritongen.precision import PrecisionOptions
+from tritongen.repository import check_repository_dir, resolve_version
+from tritongen.spec import ModelSpec, TensorSpec, check_example_size, check_unique_names, parse_input_spec
+from tritongen.verify import tolerance_for
+
+if TYPE_CHECKING:
+    from tritongen.formats import Format
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Everything `tritongen build` takes; None means "the default", resolved by `plan_build`."""
+
+    checkpoint: Path
+    name: str | None = None
+    inputs: tuple[str, ...] = ()  # NAME:SHAPE:DTYPE
+    outputs: tuple[str, ...] = ()
+    axis_lengths: tuple[str, ...] = ()  # AXIS=A,B
+    model_class: str | None = None
+    model_kwargs: str | None = None
+    pythonpath: tuple[Path, ...] = ()
+    trust_checkpoint: bool = False
+    max_batch_size: int = defaults.MAX_BATCH_SIZE
+    instances: int = defaults.INSTANCES
+    kind: str = "auto"
+    max_queue_delay_us: int = defaults.MAX_QUEUE_DELAY_US
+    preferred_batch_sizes: tuple[int, ...] = ()
+    formats: tuple[str, ...] = ("onnx",)
+    opset: int | None = None
+    simplify: bool = True
+    atol: float | None = None  # None: the precision's default (1e-4 for fp32, 1e-2 for fp16, measured for int8)
+    rtol: float | None = None
+    precision: PrecisionOptions = field(default_factory=PrecisionOptions)
+    ort_accelerators: tuple[str, ...] = ()  # NAME[:PRECISION]: execution providers for the onnx format
+    ort_engine_cache: str | None = None  # the TensorRT execution provider's cache directory on the server
+    tensorrt: TensorRTOptions = field(default_factory=TensorRTOptions)
+    repository: Path = defaults.REPOSITORY
+    version: int | None = None
+    force: bool = False
+    deploy: bool = True
+    deploy_image: str | None = None  # auto | slim | nvidia | an image reference
+    public: bool = False  # bind the deployment's ports on all interfaces
+    command: str | None = None  # the command line, recorded in the manifest (the CLI passes it)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How the checkpoint is loaded: the arguments of `tritongen.checkpoint.load_checkpoint` besides its path."""
+
+    model_class: str | None
+    model_kwargs: str | None
+    pythonpath: tuple[Path, ...]
+    trust: bool
+
+
+@dataclass(frozen=True)
+class ConfigOptions:
+    """What config.pbtxt gets besides the model's interface."""
+
+    instances: int
+    kind: str
+    max_queue_delay_us: int
+    preferred_batch_sizes: tuple[int, ...]
+    ort_engine_cache: str | None
+
+
+@dataclass(frozen=True)
+class Target:
+    """One model the build writes: a format, its model name in the repository, and the version it gets."""
+
+    format: Format
+    model: str
+    version: int
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """The build, resolved: what to load, what to write where, and how to check it."""
+
+    checkpoint: Path
+    load: LoadOptions
+    name: str
+    targets: tuple[Target, ...]
+    inputs: tuple[TensorSpec, ...]  # --input as given; bound to the model's inputs by name once it is loaded
+    outputs: tuple[str, ...]
+    max_batch_size: int
+    axis_lengths: dict[str, tuple[int, ...]]
+    dynamic_ranges: dict[str, DynamicRange]
+    tolerance: tuple[float, float]  # (atol, rtol) of the FP32 export's parity
+    atol: float | None  # as given: converted precisions and TensorRT derive their own defaults from them
+    rtol: float | None
+    precision: PrecisionOptions
+    accelerators: tuple[Any, ...]  # tritongen.accelerators.AcceleratorRequest
+    config: ConfigOptions
+    opset: int | None
+    simplify: bool
+    tensorrt: TensorRTOptions
+    repository: Path
+    deploy: bool
+    deploy_image: str | None
+    public: bool
+    command: str | None
+    version: int | None = None  # --version as given (the targets hold the versions chosen)
+    force: bool = False
+    notes: tuple[str, ...] = ()  # warnings found while planning, shown before the build starts
+    spec: ModelSpec | None = None  # the model's interface, once the checkpoint is loaded
+
+    def needs_calibration(self) -> bool:
+        return any(t.format.needs_calibration(self.precision) for t in self.targets)
+
+    def converts_onnx(self) -> bool:
+        """Whether the ONNX model is converted to a lower precision (for the formats that serve it)."""
+        return self.precision.precision != "fp32" and any(t.format.serves_onnx for t in self.targets)
+
+
+def plan_build(options: BuildOptions) -> BuildPlan:
+    """Check every option and resolve the defaults; raises TritongenError naming the first bad one."""
+    from tritongen.checkpoint import CheckpointKind, kind_of_checkpoint, parse_model_kwargs
+    from tritongen.export.onnx import check_opset
+
+    notes: list[str] = []
+    checkpoint = Path(options.checkpoint)
+    kind = kind_of_checkpoint(checkpoint)
+    parse_model_kwargs(options.model_kwargs)
+    fmts = tuple(formats.get(f) for f in dict.fromkeys(f.lower() for f in options.formats) or ("onnx",))
+    name = check_model_name(options.name if options.name is not None else model_name_from_path(checkpoint))
+    model_names = [name if i == 0 else check_model_name(f"{name}_{f.name}") for i, f in enumerate(fmts)]
+    tolerance = _check_tolerances(options.atol, options.rtol)
+    inputs = tuple(parse_input_spec(s) for s in options.inputs)
+    check_unique_names(inputs, "input")
+    outputs = _check_output_names(options.outputs)
+    lengths = parse_axis_lengths(options.axis_lengths)
+    check_opset(options.opset, legacy=kind is CheckpointKind.TORCHSCRIPT)
+    dynamic_ranges = parse_dynamic_ranges(options.tensorrt.dynamic_ranges)
+    precision, accelerators = _precision_and_accelerators(options, [f.name for f in fmts], name, notes)
+    config = ConfigOptions(options.instances, options.kind, options.max_queue_delay_us,
+                           tuple(options.preferred_batch_sizes), options.ort_engine_cache)
+    # Intent errors (batch sizes, kind) and the sizes of the example inputs come before the slow steps.
+    probe = ModelSpec(inputs=inputs, max_batch_size=options.max_batch_size, axis_lengths=lengths)
+    for fmt in fmts:
+        check_intent(ModelConfig(name, probe, format=fmt.name, instance_count=config.instances, kind=config.kind,
+                                 max_queue_delay_us=config.max_queue_delay_us,
+                                 preferred_batch_sizes=config.preferred_batch_sizes))
+    if inputs:
+        if kind is not CheckpointKind.EXPORTED_PROGRAM:  # a program names the axes of inputs not given itself
+            check_axis_lengths(probe, lengths)
+        check_example_size(probe)
+    repository = Path(options.repository)
+    check_repository_dir(repository)
+    if options.deploy:
+        from tritongen.deploy import check_deploy_writable
+
+        check_deploy_writable(repository)
+    draft = BuildPlan(
+        checkpoint=checkpoint,
+        load=LoadOptions(options.model_class, options.model_kwargs, tuple(Path(p) for p in options.pythonpath),
+                         options.trust_checkpoint),
+        name=name, targets=tuple(Target(f, m, 0) for f, m in zip(fmts, model_names, strict=True)),
+        inputs=inputs, outputs=outputs, max_batch_size=options.max_batch_size, axis_lengths=lengths,
+        dynamic_ranges=dynamic_ranges, tolerance=tolerance, atol=options.atol, rtol=options.rtol,
+        precision=precision, accelerators=accelerators, config=config, opset=options.opset,
+        simplify=options.simplify, tensorrt=options.tensorrt, repository=repository, deploy=options.deploy,
+        deploy_image=options.deploy_image, public=options.public, command=options.command, notes=tuple(notes),
+        version=options.version, force=options.force)
+    for fmt in fmts:
+        fmt.check_plan(draft)
+    versions = _choose_versions(repository, model_names, options.version, options.force)
+    return replace(draft, targets=tuple(replace(t, version=v) for t, v in zip(draft.targets, versions, strict=True)))
+
+
+def check_spec(plan: BuildPlan, spec: ModelSpec) -> None:
+    """The options that depend on the loaded model's inputs, checked before the model runs or is exported."""
+    check_axis_lengths(spec, plan.axis_lengths)
+    check_example_size(spec)
+    for target in plan.targets:
+        target.format.check_spec(plan, spec)
+
+
+def _choose_versions(repository: Path, model_names: list[str], requested: int | None, force: bool) -> tuple[int, ...]:
+    """An early answer for the version each model gets (a taken --version fails before the slow steps); the build
+    chooses again under the models' locks (tritongen.repository.building)."""
+    return tuple(resolve_version(repository / m, requested, force) for m in model_names)
+
+
+def _check_tolerances(atol: float | None, rtol: float | None) -> tuple[float, float]:
+    for flag, value in (("--atol", atol), ("--rtol", rtol)):
+        if value is not None and (not math.isfinite(value) or value < 0):
+            raise TritongenError(f"{flag} {value} is not a tolerance: it must be a finite number of 0 or more",
+                                 f"e.g. {flag} 1e-3")
+    tolerance = tolerance_for("fp32", "onnxruntime", atol, rtol)
+    return tolerance.atol, tolerance.rtol
+
+
+def _check_output_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise TritongenError(f"output name '{repeated[0]}' is given twice", "give each output a distinct name")
+    empty = [n for n in names if not n.strip()]
+    if empty:
+        raise TritongenError("an --output name is empty", "name each output, e.g. --output logits")
+    return tuple(names)
+
+
+def parse_axis_lengths(items: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    """`--axis-length AXIS=SHORT,LONG` values by axis."""
+    lengths: dict[str, tuple[int, ...]] = {}
+    for item in items:
+        axis, _, values = item.partition("=")
+        try:
+            nums = tuple(int(v) for v in values.split(","))
+        except ValueError:
+            nums = ()
+        if not axis or len(nums) != 2 or min(nums) < 1:
+            raise TritongenError(f"malformed --axis-length '{item}'", "use AXIS=SHORT,LONG, e.g. --axis-length seq=8,32")
+        if axis in lengths:
+            raise TritongenError(f"--axis-length gives axis '{axis}' twice", "give each axis one --axis-length")
+        lengths[axis] = nums
+    return lengths
+
+
+def check_axis_lengths(spec: ModelSpec, lengths: dict[str, tuple[int, ...]]) -> None:
+    unknown = [a for a in lengths if a not in spec.dynamic_axes]
+    if unknown:
+        raise TritongenError(f"--axis-length names axis '{unknown[0]}', which no input has",
+                             f"dynamic axes are: {', '.join(spec.dynamic_axes) or 'none'}")
+
+
+def _precision_and_accelerators(options: BuildOptions, format_names: list[str], name: str,
+                                notes: list[str]) -> tuple[PrecisionOptions, tuple[Any, ...]]:
+    """Precision and accelerator options checked before the slow steps; returns the resolved ones."""
+    from tritongen.accelerators import engine_cache_note, parse_ort_accelerators
+    from tritongen.precision import check_precision_options
+
+    notes += check_precision_options(options.precision)
+    precision = options.precision
+    accelerators = parse_ort_accelerators(options.ort_accelerators, kind=options.kind, precision=precision.precision,
+                                          quantize=precision.quantize, formats=format_names)
+    if any(a.name == "tensorrt" and a.precision == "int8" for a in accelerators):
+        # TensorRT runs only symmetric (zero-point 0) INT8: quantize the activations that way.
+        precision = replace(precision, symmetric_activations=True)
+    cache_note = engine_cache_note(accelerators, name, options.ort_engine_cache)
+    if cache_note:
+        notes.append(cache_note)
+    return precision, accelerators
