@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
-from tritongen.formats.python import python_model_from_onnx
 
+from tritongen.formats.python import python_model_from_onnx
 from tritongen.runners import sessions
 from tritongen.runners.onnxruntime import OnnxRuntimeRunner, served_session_code
 
