@@ -166,5 +166,6 @@ def test_ctrl_c_during_export_always_exits_130_and_installs_nothing(tmp_path):
             if process.poll() is None:
                 process.kill()
                 process.wait()
-        outcomes.append((delay, process.returncode, sorted(p.name for p in repo.iterdir()) if repo.exists() else [], stderr.strip()[-200:]))
+        left = sorted(p.name for p in repo.iterdir()) if repo.exists() else []
+        outcomes.append((delay, process.returncode, left, stderr.strip()[-200:]))
     assert [(d, code, left) for d, code, left, _ in outcomes] == [(d, 130, []) for d, *_ in outcomes], outcomes
