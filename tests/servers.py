@@ -83,6 +83,18 @@ def copy_repository(source: Path, dest: Path, models_to_keep: tuple[str, ...] | 
     return dest
 
 
+def as_if_built(version_dir: Path) -> None:
+    """Record the version's files, as they are now, in its manifest: as if `build` had written them so (for tests of
+    what a server does with a bad file that got past the build)."""
+    from tritongen.checkpoint import sha256_of
+    from tritongen.repository import read_manifest, write_manifest
+
+    manifest = read_manifest(version_dir)
+    manifest["artifacts"] = {p.relative_to(version_dir).as_posix(): sha256_of(p) for p in sorted(version_dir.rglob("*"))
+                             if p.is_file() and p.relative_to(version_dir).parts[0] != "tritongen"}
+    write_manifest(version_dir, manifest)
+
+
 def add_tensorrt_model(repository: Path) -> None:
     """A TensorRT model config (no plan: the embedded server must skip it without trying to load it)."""
     (repository / "plan" / "1").mkdir(parents=True)

@@ -13,6 +13,7 @@ import pytest
 
 from tests.servers import (
     add_tensorrt_model,
+    as_if_built,
     built_repository,
     consecutive_free_ports,
     copy_repository,
@@ -23,7 +24,7 @@ from tests.servers import (
 from tritongen.errors import TritongenError
 from tritongen.server import launch
 from tritongen.server.base import ServerHandle
-from tritongen.stage import PYTHON_RUNNER
+from tritongen.server.stage import PYTHON_RUNNER
 from tritongen.validate import ValidationReport, config_differences, validate_repository
 
 pytestmark = pytest.mark.server
@@ -136,6 +137,7 @@ def test_cli_names_the_users_file_when_a_model_fails_to_load(repository: Path, t
     broken = copy_repository(repository, tmp_path / "repo", ("two",))
     onnx_file = broken / "two" / "1" / "model.onnx"
     onnx_file.write_bytes(b"truncated")
+    as_if_built(onnx_file.parent)  # a bad file the build wrote: the server's load fails, not the files check
     before = set(tritonserver_pids())  # the module's running server, if started
     result = cli("validate", broken)
     assert result.exit_code == 2

@@ -22,10 +22,7 @@ from tritonclient.grpc import model_config_pb2
 from tritongen.errors import TritongenError
 from tritongen.repository import load_reference, read_manifest, versions_of
 from tritongen.runners.triton import PROTOCOLS, TritonRequestError, TritonRunner, TritonUnavailableError
-from tritongen.server import launch, server_alive
-from tritongen.server.base import ServerHandle
-from tritongen.server.local import EXIT_NOTE, find_tritonserver, relevant_log_lines
-from tritongen.stage import StagedModel, read_config, select_models, served_by, staged_repository
+from tritongen.server import NothingToServe, Served, ServedModel, ServerHandle, serve, server_alive
 from tritongen.verify import OutputParity, compare_outputs
 
 BURST_SIZES = (32, 64, 64, 128, 128)
@@ -114,14 +111,17 @@ class ModelValidation:
 class ValidationReport:
     server: str
     models: tuple[ModelValidation, ...] = field(default_factory=tuple)
+    # Entries that would stop a real tritonserver started on the repository (each with its fix).
+    repository_problems: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
-        """Every model passed; a skipped model does not count as passed."""
-        return bool(self.models) and all(m.passed for m in self.models)
+        """Every model passed and the repository is one a real server starts on; a skipped model does not pass."""
+        return bool(self.models) and all(m.passed for m in self.models) and not self.repository_problems
 
     def to_dict(self) -> dict[str, Any]:
         return _json_safe({"ok": True, "server": self.server, "passed": self.passed,
+                           "repository_problems": list(self.repository_problems),
                            "models": [asdict(m) for m in self.models]})
 
 
@@ -134,54 +134,19 @@ def validate_repository(repository: str | Path, *, models: Sequence[str] | None 
     `server`: "embedded" (tritonserver of nvidia-pytriton, or `tritonserver`), "docker" (`image`), or the URL of a
     running Triton that already serves the repository. Where the server lacks a model's backend (the embedded and
     slim servers have only the python backend), ONNX models are served by the python runner around the same file
-    and others are reported as skipped.
+    and others are reported as skipped. A model whose files differ from what the build wrote fails, and so does a
+    repository with an entry that would stop a real tritonserver started on it.
     """
     repository = Path(repository)
     progress = on_progress or (lambda _msg: None)
     protocols = _check_protocols(protocols)
-    names = select_models(repository, models)
-    backends = _server_backends(server, tritonserver, image)
-    if backends is None:  # a server with every backend it needs, or one we cannot inspect: serve as written
-        if server == "docker":
-            _refuse_mismatched_plans(repository, names, image)
-        progress(f"connecting to {server}" if server != "docker" else "starting Triton in Docker")
-        with launch(repository, server, image=image, timeout_s=timeout_s) as handle:
-            as_written = [StagedModel(n, served_by(read_config(repository / n))) for n in names]
-            return _validate_on(handle, repository, repository, as_written, protocols, progress)
-    with staged_repository(repository, backends=backends, models=names) as staged_repo:
-        if not staged_repo.served:
-            return ValidationReport(f"{server} tritonserver (not started: no model it can serve)",
-                                    tuple(_skipped(m) for m in staged_repo.models))
-        progress(f"starting the {server} tritonserver")
-        with staged_repo.naming_original_paths(), launch(staged_repo.path, server, tritonserver=tritonserver,
-                                                         image=image, timeout_s=timeout_s) as handle:
-            return _validate_on(handle, repository, staged_repo.path, list(staged_repo.models), protocols, progress)
-
-
-def _refuse_mismatched_plans(repository: Path, names: Sequence[str], image: str | None) -> None:
-    """A TensorRT plan loads only in the TensorRT release that built it: say so before starting the container."""
-    from tritongen.deploy import choose_image, needs_of_repository
-    from tritongen.export.tensorrt import check_plan_version, plan_tensorrt_version, tensorrt_version_of_image
-
-    plans = [n for n in names if read_config(repository / n).platform == "tensorrt_plan"]
-    if not plans:
-        return
-    server_version = tensorrt_version_of_image(choose_image(needs_of_repository(repository), image).ref)
-    for name in plans:
-        versions = versions_of(repository / name)
-        if versions:
-            check_plan_version(plan_tensorrt_version(repository / name / str(versions[-1])), server_version, name)
-
-
-def _server_backends(server: str, tritonserver: str | Path | None, image: str | None) -> frozenset[str] | None:
-    """The backends a server we start will have, where they are known; None: serve the repository as written."""
-    if server == "embedded":
-        return find_tritonserver(tritonserver).backend_names
-    if server == "docker":
-        from tritongen.deploy import SLIM_BACKENDS, SLIM_IMAGE
-
-        return SLIM_BACKENDS if image in ("slim", SLIM_IMAGE) else None
-    return None
+    try:
+        with serve(repository, server, models=models, tritonserver=tritonserver, image=image, timeout_s=timeout_s,
+                   report_unverified=True, on_progress=progress, on_warning=progress) as served:
+            return _validate_on(served, repository, protocols, progress)
+    except NothingToServe as exc:
+        return ValidationReport(f"{server} tritonserver (not started: no model it can serve)",
+                                tuple(_not_served(m) for m in exc.models), exc.repository_problems)
 
 
 def _check_protocols(protocols: Sequence[str]) -> tuple[str, ...]:
@@ -194,23 +159,26 @@ def _check_protocols(protocols: Sequence[str]) -> tuple[str, ...]:
     return chosen
 
 
-def _skipped(model: StagedModel) -> ModelValidation:
+def _not_served(model: ServedModel) -> ModelValidation:
+    if model.problems:
+        return ModelValidation(model.name, None, "UNVERIFIED", None, False,
+                               problem="its files are not the ones `tritongen build` wrote: " + "; ".join(model.problems)
+                               + " (rebuild it with `tritongen build`, or restore the files)")
     return ModelValidation(model.name, None, "SKIPPED", None, False, skipped_reason=model.skipped_reason)
 
 
-def _validate_on(handle: ServerHandle, repository: Path, served_repository: Path, models: list[StagedModel],
-                 protocols: tuple[str, ...], progress: Progress) -> ValidationReport:
+def _validate_on(served: Served, repository: Path, protocols: tuple[str, ...], progress: Progress) -> ValidationReport:
+    handle = served.handle
     results = []
     with _control_client(handle) as control:
-        for model in models:
-            if model.served_by is None:
-                results.append(_skipped(model))
+        for model in served.models:
+            if model.served_by is None or model.problems:
+                results.append(_not_served(model))
                 continue
-            served_config = read_config(served_repository / model.name)
-            checker = _ModelChecker(handle, control, repository / model.name, served_config, model.served_by,
+            checker = _ModelChecker(handle, control, repository / model.name, model.written, model.served_by,
                                     protocols, progress)
             results.append(checker.run())
-    return ValidationReport(handle.description or handle.http_url, tuple(results))
+    return ValidationReport(handle.description or handle.http_url, tuple(results), served.repository_problems)
 
 
 @contextlib.contextmanager
@@ -473,19 +441,8 @@ def _tolerance(version_dir: Path) -> tuple[float, float]:
 
 
 def _server_gone(handle: ServerHandle, model: str, step: str) -> TritongenError:
-    log = handle.log()
-    deadline = time.monotonic() + 3
-    # A killed server stops answering a moment before its exit can be collected; wait to say how it ended.
-    while handle.kind == "embedded" and EXIT_NOTE not in log and time.monotonic() < deadline:
-        time.sleep(0.1)
-        log = handle.log()
-    lines = relevant_log_lines(log)
-    exit_line = next((line for line in reversed(lines) if line.startswith("[tritongen]")), "")
-    how = exit_line.removeprefix("[tritongen] tritonserver ").strip() or "stopped answering"
-    details = "server log (relevant lines):\n  " + "\n  ".join(lines) if lines else None
-    return TritongenError(f"the Triton server ({handle.description or handle.http_url}) {how} while validating model "
-                          f"'{model}' ({step})", "see the server log below; rerun when the server is stable",
-                          details=details)
+    return handle.failure(f"while validating model '{model}' ({step})",
+                          "see the server log below; rerun when the server is stable")
 
 
 def _json_safe(value: Any) -> Any:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import urllib.request
 from pathlib import Path
 
@@ -102,14 +103,42 @@ def test_the_server_dies_with_a_killed_owner(python_repository: Path, tmp_path: 
         owner.wait(timeout=10)
         assert wait_until_gone([server_pid], 10) == [], "tritonserver outlived the process that started it"
         assert wait_until_gone(group_members(server_pid), 15) == [], "python backend stubs outlived their server"
-        # What the killed owner could not remove, the next launch does.
-        leftovers = [*Path(tempfile.gettempdir()).glob(f"tritongen-server-{owner.pid}-*"),
-                     *Path("/dev/shm").glob(f"tritongen_{owner.pid}_*")]
-        assert leftovers and set(leftovers) <= set(sweep_leftovers())
-        assert not any(p.exists() for p in leftovers)
+        # What the killed owner could not remove, its watchdog does.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and (leftovers := owned_leftovers(owner.pid)):
+            time.sleep(0.1)
+        assert leftovers == []
     finally:
         owner.kill()
         owner.wait()
+
+
+def owned_leftovers(owner: int) -> list[Path]:
+    return [*Path(tempfile.gettempdir()).glob(f"tritongen-server-{owner}-*"),
+            *Path(tempfile.gettempdir()).glob(f"tritongen-stage-{owner}-*"), *Path("/dev/shm").glob(f"tritongen_{owner}_*")]
+
+
+def test_the_sweep_removes_what_a_dead_owner_left_and_nothing_of_a_live_one(tmp_path: Path) -> None:
+    """Where even the watchdog could not clean up (it was killed too), the next launch does."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    folders = [Path(tempfile.mkdtemp(prefix=f"{prefix}{dead.pid}-")) for prefix in ("tritongen-server-", "tritongen-stage-")]
+    region = Path(f"/dev/shm/tritongen_{dead.pid}_1_model_0")
+    region.write_bytes(b"x")
+    live = Path(tempfile.mkdtemp(prefix=f"tritongen-stage-{os.getpid()}-"))
+    # A python backend stub whose tritongen is gone (what a SIGKILL used to leave): its command line names the
+    # owner's shared memory, as the real stub's does.
+    stub = tmp_path / "triton_python_backend_stub"
+    stub.symlink_to(sys.executable)
+    orphan = subprocess.Popen([str(stub), "-c", "import time; time.sleep(120)", f"/tritongen_{dead.pid}_1_model_0"])
+    try:
+        removed = sweep_leftovers()
+        assert orphan.wait(timeout=10) == -signal.SIGKILL
+        assert set(folders) | {region} <= set(removed) and not any(p.exists() for p in [*folders, region])
+        assert live.exists() and live not in removed
+    finally:
+        orphan.kill()
+        live.rmdir()
 
 
 def test_relevant_log_lines_keep_errors_and_drop_cpu_only_noise() -> None:
