@@ -152,3 +152,39 @@ def test_relevant_log_lines_keep_errors_and_drop_cpu_only_noise() -> None:
         """)
     assert relevant_log_lines(log) == ["failed to load 'm' version 1: Internal: ValueError: bad",
                                        "error: creating server: Internal - failed to load all models"]
+
+
+def test_a_declared_huge_shape_is_refused_and_the_fatal_line_of_a_crash_is_kept(python_repository: Path) -> None:
+    """Over gRPC and HTTP with binary data, Triton 2.51 checks a declared shape against the model before allocating;
+    over HTTP with JSON data it allocates first and aborts with std::bad_alloc (fixed in Triton 2.59): the error
+    then says so instead of only "SIGABRT"."""
+    import json
+
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    from tritongen.server import server_alive
+
+    huge = [1, 100_000_000_000]
+    with launch(python_repository) as handle:
+        for module, url in ((grpcclient, handle.grpc_url), (httpclient, handle.http_url)):
+            client = module.InferenceServerClient(url)
+            inputs = []
+            for name, array in (("x", np.ones((1, 4), np.float32)), ("ids", np.zeros((1, 2), np.int64))):
+                tensor = module.InferInput(name, list(array.shape), "FP32" if name == "x" else "INT64")
+                tensor.set_data_from_numpy(array)  # binary data, then a shape that claims far more of it
+                tensor.set_shape(huge)
+                inputs.append(tensor)
+            with pytest.raises(Exception, match="unexpected shape"):
+                client.infer("two_python", inputs)
+            client.close()
+        assert server_alive(handle)
+        body = json.dumps({"inputs": [{"name": "x", "shape": huge, "datatype": "FP32", "data": [1.0]}]}).encode()
+        request = urllib.request.Request(f"http://{handle.http_url}/v2/models/two_python/infer", data=body,
+                                         headers={"Content-Type": "application/json"})
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with pytest.raises(OSError):
+            opener.open(request, timeout=30)
+        error = handle.failure("while answering a request", "see the log")
+    assert "exited with signal SIGABRT while answering a request" in error.message
+    assert "terminate called after throwing an instance of 'std::bad_alloc'" in error.message
