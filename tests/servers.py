@@ -176,3 +176,22 @@ def _state(pid: int) -> str:
     except OSError:
         return "Z"
     return stat[stat.rindex(")") + 2:].split()[0]
+
+
+def processes_of_run(owner: int) -> list[int]:
+    """Live tritonserver and python backend stub processes started for tritongen process `owner` (their command
+    lines name its shared memory, `tritongen_<owner>_...`), whoever their parent is now."""
+    marker = f"tritongen_{owner}_".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes() and _state(int(entry.name)) != "Z":
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def shared_memory_of_run(owner: int) -> list[Path]:
+    return list(Path("/dev/shm").glob(f"tritongen_{owner}_*"))

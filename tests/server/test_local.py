@@ -188,3 +188,34 @@ def test_a_declared_huge_shape_is_refused_and_the_fatal_line_of_a_crash_is_kept(
         error = handle.failure("while answering a request", "see the log")
     assert "exited with signal SIGABRT while answering a request" in error.message
     assert "terminate called after throwing an instance of 'std::bad_alloc'" in error.message
+
+
+HANGING_MODEL = """
+import time
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("y", np.zeros(1, np.float32))]) for _ in requests]
+
+    def finalize(self):
+        time.sleep(600)  # a model that never finishes unloading
+"""
+
+
+def test_a_server_that_does_not_stop_is_killed_after_the_grace_period_and_says_so(tmp_path: Path) -> None:
+    (tmp_path / "repo" / "hang" / "1").mkdir(parents=True)
+    (tmp_path / "repo" / "hang" / "1" / "model.py").write_text(HANGING_MODEL)
+    (tmp_path / "repo" / "hang" / "config.pbtxt").write_text(
+        'backend: "python" max_batch_size: 0 input { name: "x" data_type: TYPE_FP32 dims: [1] } '
+        'output { name: "y" data_type: TYPE_FP32 dims: [1] }')
+    warnings: list[str] = []
+    with launch(tmp_path / "repo", stop_grace_s=2, on_progress=warnings.append):
+        (pid,) = tritonserver_pids()
+        members = group_members(pid)
+        started = time.monotonic()
+    took = time.monotonic() - started
+    assert took < 2 + 5 + 3, f"the stop took {took:.1f} s"
+    assert wait_until_gone(members, 1) == []
+    assert len(warnings) == 1 and "did not stop within 2 s of SIGTERM" in warnings[0] and "SIGKILL" in warnings[0]
