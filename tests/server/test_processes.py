@@ -61,16 +61,25 @@ def test_sigkill_during_start_up_leaves_no_process_memory_or_folder(name: str, m
     assert leftovers(owner) == []
 
 
-def test_a_released_watchdog_leaves_everything_alone(tmp_path: Path) -> None:
-    sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
-    kept = tmp_path / "kept"
-    kept.mkdir()
+def test_a_watchdog_cleans_up_only_what_is_still_guarded_when_released(tmp_path: Path) -> None:
+    """A server stopped normally is forgotten; one whose stop was cut short (a second Ctrl-C) is killed."""
+    stopped = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    cut_short = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    folder = tmp_path / "work"
+    folder.mkdir()
     dog = Watchdog()
-    dog.guard_group(sleeper.pid)
-    dog.guard_path(kept)
+    for process in (stopped, cut_short):
+        dog.guard_group(process.pid)
+    dog.guard_path(folder)
+    dog.forget_group(stopped.pid)
     dog.release()
     try:
-        assert sleeper.poll() is None and kept.exists()
+        assert cut_short.wait(timeout=10) == -signal.SIGKILL
+        deadline = time.monotonic() + 10
+        while folder.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not folder.exists() and stopped.poll() is None
     finally:
-        sleeper.kill()
-        sleeper.wait()
+        for process in (stopped, cut_short):
+            process.kill()
+            process.wait()

@@ -49,15 +49,11 @@ def serve_command(repository: Path, models: tuple[str, ...], tritonserver: Path 
                   as_json: bool) -> None:
     """Serve REPOSITORY on the embedded tritonserver until Ctrl-C; ONNX models run through the python runner."""
     from tritongen.server import serve, server_alive
-    from tritongen.server.local import free_ports
 
     stop_on_sigterm()
     stop_on_ctrl_c()
     err = stderr_console()
-    ports = None
-    if http_port or grpc_port or metrics_port:
-        spare = iter(free_ports(3))
-        ports = (http_port or next(spare), grpc_port or next(spare), metrics_port or next(spare))
+    ports = (http_port, grpc_port, metrics_port)  # None: a free port
     with contextlib.ExitStack() as stack:
         with progress("starting the embedded tritonserver", enabled=not as_json):
             served = stack.enter_context(serve(

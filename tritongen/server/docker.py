@@ -111,28 +111,29 @@ def launch_docker(
     name = f"tritongen-serve-{uuid.uuid4().hex[:12]}"
     final_log: list[str] = []  # the log as the container was removed, for log() calls after the block
     engine = _engine_socket()
-    with watchdog(guard) as dog, removed_after(client, name, keep_log=final_log.append) as slot:
+    with watchdog(guard) as dog:
         if engine:  # a tritongen killed with SIGKILL cannot remove it: its watchdog does
             dog.guard_container(engine, name)
-        container = _create_container(client, name, repository, choice.ref, shm_size or SHM_SIZE, want_gpus,
-                                      flags or ServerFlags(), purpose)
-        slot.created(container)
-        _start(container, choice.ref, want_gpus)
-        ports = _published_ports(container)
-        handle = ServerHandle(
-            kind="docker",
-            http_url=f"127.0.0.1:{ports['http']}",
-            grpc_url=f"127.0.0.1:{ports['grpc']}",
-            metrics_url=f"127.0.0.1:{ports['metrics']}",
-            log=lambda: final_log[0] if final_log else _logs(container),
-            description=f"{choice.ref} ({choice.kind} image: {choice.reason}), container {container.short_id}",
-            exit_status=lambda: None if final_log else _exit_status(container),
-        )
         try:
-            _wait_ready(container, handle.http_url, timeout, choice.ref)
-            yield handle
+            with removed_after(client, name, keep_log=final_log.append) as slot:
+                container = _create_container(client, name, repository, choice.ref, shm_size or SHM_SIZE, want_gpus,
+                                              flags or ServerFlags(), purpose)
+                slot.created(container)
+                _start(container, choice.ref, want_gpus)
+                ports = _published_ports(container)
+                handle = ServerHandle(
+                    kind="docker",
+                    http_url=f"127.0.0.1:{ports['http']}",
+                    grpc_url=f"127.0.0.1:{ports['grpc']}",
+                    metrics_url=f"127.0.0.1:{ports['metrics']}",
+                    log=lambda: final_log[0] if final_log else _logs(container),
+                    description=f"{choice.ref} ({choice.kind} image: {choice.reason}), container {container.short_id}",
+                    exit_status=lambda: None if final_log else _exit_status(container),
+                )
+                _wait_ready(container, handle.http_url, timeout, choice.ref)
+                yield handle
         finally:
-            if engine:
+            if engine:  # removed (or never created): nothing left for the watchdog
                 dog.forget_container(engine, name)
 
 

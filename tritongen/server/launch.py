@@ -22,7 +22,8 @@ def starts_server(server: str) -> bool:
 @contextlib.contextmanager
 def launch(repository: str | Path, server: str = "embedded", *, flags: ServerFlags | None = None,
            tritonserver: str | Path | None = None, timeout_s: float | None = None, image: str | None = None,
-           host: str | None = None, ports: tuple[int, int, int] | None = None, guard: Watchdog | None = None,
+           host: str | None = None, ports: tuple[int | None, int | None, int | None] | None = None,
+           guard: Watchdog | None = None,
            on_progress: Callable[[str], None] | None = None,
            stop_grace_s: float | None = None) -> Iterator[ServerHandle]:
     """Serve `repository` for the duration of the block and yield where it listens; always stop what was started.

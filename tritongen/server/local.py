@@ -254,12 +254,13 @@ def _http_ok(url: str) -> bool:
 
 @contextlib.contextmanager
 def launch_local(repository: str | Path, *, tritonserver: str | Path | None = None, timeout_s: float | None = None,
-                 host: str = "127.0.0.1", ports: tuple[int, int, int] | None = None,
+                 host: str = "127.0.0.1", ports: tuple[int | None, int | None, int | None] | None = None,
                  flags: ServerFlags | None = None, install: TritonInstall | None = None,
                  guard: Watchdog | None = None, on_progress: Note | None = None,
                  stop_grace_s: float | None = None) -> Iterator[ServerHandle]:
     """Run tritonserver on `repository` until the block ends; stop it on success, error and Ctrl-C alike.
 
+    `ports` (HTTP, gRPC, metrics): None, or any of them None, for free ports.
     `guard`: the watchdog that cleans up if tritongen is killed (one is made when not given).
     `on_progress` hears about a stop that had to be forced.
     """
@@ -268,12 +269,14 @@ def launch_local(repository: str | Path, *, tritonserver: str | Path | None = No
         raise TritongenError(f"model repository '{repository}' does not exist", "run `tritongen build` first")
     install = install or find_tritonserver(tritonserver)
     timeout_s = DEFAULT_START_TIMEOUT_S if timeout_s is None else timeout_s
-    attempts = 1 if ports else 3  # a free port can be taken between choosing and binding it
+    wanted = tuple(ports or (None, None, None))
+    attempts = 1 if all(wanted) else 3  # a free port can be taken between choosing and binding it
     sweep_leftovers()
     with watchdog(guard) as dog, tempfile.TemporaryDirectory(prefix=owned_name(SERVER_WORKDIR)) as workdir:
         dog.guard_path(Path(workdir))
         for attempt in range(attempts):
-            chosen = ports or tuple(free_ports(3, connect_host(host)))
+            spare = iter(free_ports(3, connect_host(host)))
+            chosen = tuple(port or next(spare) for port in wanted)
             server = LocalServer(install, repository, Path(workdir) / str(attempt), host=host, ports=chosen,
                                  flags=flags, guard=dog, note=on_progress,
                                  stop_grace_s=STOP_GRACE_S if stop_grace_s is None else stop_grace_s)

@@ -5,8 +5,9 @@ A SIGKILL gives tritongen no chance to stop its server. The kernel's parent-deat
 but not the python backend stubs it started (they are its children, not ours). So every server gets a watchdog: a
 tiny separate process, in a session of its own, reading a pipe that only tritongen holds. When tritongen dies, the
 kernel closes the pipe; the watchdog then kills the server's whole process group (stubs included), removes the
-container, the shared memory and the folders it was told about, and exits. When tritongen stops the server itself,
-it tells the watchdog so, and the watchdog exits doing nothing.
+container, the shared memory and the folders it was told about, and exits. When tritongen stops a server itself, it
+tells the watchdog to forget it; whatever is still guarded when tritongen closes the pipe on its way out (a stop cut
+short by a second Ctrl-C) is cleaned up the same way.
 """
 
 from __future__ import annotations
@@ -31,26 +32,20 @@ SHM_PREFIX = "tritongen_"  # + pid + "_" + port + "_": python backend shared mem
 _OWNED_SHM = re.compile(rf"/?{SHM_PREFIX}(\d+)_\d+_")
 _SERVER_PROGRAMS = ("tritonserver", "triton_python_backend_stub")
 
-# The watchdog: stdlib only (it runs with -I -S), reads commands until EOF; "done" means tritongen cleaned up itself.
+# The watchdog: stdlib only (it runs with -I -S); reads commands until EOF, then cleans up what is still guarded.
 _WATCHDOG = r"""
 import os, shutil, signal, socket, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is for tritongen, which then tells us "done"
 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 groups, paths, prefixes, containers = set(), set(), set(), set()
-done = False
 for line in sys.stdin:
     verb, _, arg = line.rstrip("\n").partition(" ")
     bag = {"group": groups, "path": paths, "shm": prefixes, "container": containers}
-    if verb == "done":
-        done = True
-        break
     if verb in bag:
         bag[verb].add(arg)
     elif verb == "forget":
         kind, _, what = arg.partition(" ")
         bag.get(kind, set()).discard(what)
-if done:
-    sys.exit(0)
 for group in groups:
     try:
         os.killpg(int(group), signal.SIGKILL)
@@ -130,14 +125,12 @@ class Watchdog:
         self._send(f"forget container {docker_socket} {name}")
 
     def release(self) -> None:
-        """tritongen cleaned up itself: the watchdog exits doing nothing."""
-        self._send("done")
+        """Close the pipe: the watchdog cleans up what is still guarded (nothing, after a normal stop) and exits.
+        Not waited for, so that a cleanup tritongen could not finish does not hold up its exit."""
         stdin = self._process.stdin
         if stdin is not None:
             with contextlib.suppress(OSError):
                 stdin.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self._process.wait(timeout=5)
 
 
 @contextlib.contextmanager

@@ -80,14 +80,15 @@ class NothingToServe(TritongenError):
 @contextlib.contextmanager
 def serve(repository: str | Path | None, server: str = "embedded", *, models: Sequence[str] | None = None,
           flags: ServerFlags | None = None, tritonserver: str | Path | None = None, image: str | None = None,
-          timeout_s: float | None = None, host: str | None = None, ports: tuple[int, int, int] | None = None,
+          timeout_s: float | None = None, host: str | None = None,
+          ports: tuple[int | None, int | None, int | None] | None = None,
           report_unverified: bool = False, before_start: Callable[[StagedRepository], None] | None = None,
           on_progress: Progress | None = None, on_warning: Progress | None = None,
           stop_grace_s: float | None = None) -> Iterator[Served]:
     """Serve `models` (default: all) of `repository` on `server` ("embedded", "docker" or a running server's URL).
 
     A model whose served files differ from its manifest (changed, missing, or not written by the build) is refused:
-    an error, or with `report_unverified` left out and listed in `Served.models` with its problems. Models the
+    an error, or with `report_unverified` it is left out and listed in `Served.models` with its problems. Models the
     server has no backend for are left out with the reason; if nothing is left, `NothingToServe` is raised before
     any server starts. `before_start` may add models to the staged copy (a server tritongen starts only).
     `on_warning` hears about what the user should know (a stop that had to be forced).
