@@ -26,14 +26,16 @@ def test_tune_on_docker_reloads_the_model_with_each_trial(python_repository: Bui
     repository = tmp_path / "model_repository"
     shutil.copytree(python_repository.repository / "two", repository / "two")
     result = cli("tune", "two", "--repository", repository, "--server", "docker", "--max-trials", "3",
-                 "--concurrency", "2", "--duration", "0.5", "--instances", "1,2", "--threads", "1", "--json")
+                 "--concurrency", "2", "--duration", "0.5", "--instances", "1,2", "--threads", "1", "--dry-run",
+                 "--json")
     assert result.exit_code == 0, result.stdout + result.stderr
     report = result.json()
     assert slim_image in report["server"] and report["served_by"] == "python backend"
     searched = [t for t in report["trials"] if t["role"] in ("start", "search")]
     assert len(searched) >= 2 and all(t["error"] is None and t["throughput"] for t in searched), searched
     assert {t["config"]["instances"] for t in searched} == {1, 2}  # each loaded with its own config
-    assert report["validated"] in (True, None)  # validated on Docker when something was written
+    # --dry-run: a noisy "gain" on a busy machine must not make the test depend on validating a rewrite.
+    assert report["config_path"] is None
 
 
 def test_docker_readiness_ignores_an_http_proxy_in_the_environment(python_repository: BuiltRepository,
