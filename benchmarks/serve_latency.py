@@ -64,9 +64,7 @@ def main() -> None:
     from tritongen.repository import load_reference, versions_of
     from tritongen.runners.onnxruntime import OnnxRuntimeRunner
     from tritongen.runners.triton import TritonRunner
-    from tritongen.server import launch
-    from tritongen.server.local import find_tritonserver
-    from tritongen.stage import staged_repository
+    from tritongen.server import serve
 
     with tempfile.TemporaryDirectory(prefix="tritongen-bench-") as tmp:
         if args.repository:
@@ -87,10 +85,8 @@ def main() -> None:
         results: dict[str, np.ndarray] = {}
         with OnnxRuntimeRunner(onnx_path) as ort_runner:
             results["onnxruntime in-process"] = latencies_ms(lambda: ort_runner.infer(single), args.requests, args.warmup)
-        install = find_tritonserver()
-        with staged_repository(repository, backends=install.backend_names, models=[model]) as staged, \
-                launch(staged.path) as handle:
-            served_by = staged.model(model).served_by
+        with serve(repository, models=[model]) as served:
+            handle, served_by = served.handle, served.model(model).served_by
             for protocol, url in (("http", handle.http_url), ("grpc", handle.grpc_url)):
                 with TritonRunner(url, model, protocol=protocol) as runner:
                     results[f"triton {protocol.upper()}"] = latencies_ms(lambda r=runner: r.infer(single),

@@ -91,7 +91,7 @@ def main() -> int:
     from tritongen.config import parse_config
     from tritongen.server import launch
     from tritongen.server.local import find_tritonserver
-    from tritongen.stage import read_config, stage_repository
+    from tritongen.server.stage import read_config, stage_repository
     from tritongen.tune import TrialConfig, tune_model
 
     started = time.perf_counter()

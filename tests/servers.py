@@ -83,6 +83,18 @@ def copy_repository(source: Path, dest: Path, models_to_keep: tuple[str, ...] | 
     return dest
 
 
+def as_if_built(version_dir: Path) -> None:
+    """Record the version's files, as they are now, in its manifest: as if `build` had written them so (for tests of
+    what a server does with a bad file that got past the build)."""
+    from tritongen.checkpoint import sha256_of
+    from tritongen.repository import read_manifest, write_manifest
+
+    manifest = read_manifest(version_dir)
+    manifest["artifacts"] = {p.relative_to(version_dir).as_posix(): sha256_of(p) for p in sorted(version_dir.rglob("*"))
+                             if p.is_file() and p.relative_to(version_dir).parts[0] != "tritongen"}
+    write_manifest(version_dir, manifest)
+
+
 def add_tensorrt_model(repository: Path) -> None:
     """A TensorRT model config (no plan: the embedded server must skip it without trying to load it)."""
     (repository / "plan" / "1").mkdir(parents=True)
@@ -164,3 +176,22 @@ def _state(pid: int) -> str:
     except OSError:
         return "Z"
     return stat[stat.rindex(")") + 2:].split()[0]
+
+
+def processes_of_run(owner: int) -> list[int]:
+    """Live tritonserver and python backend stub processes started for tritongen process `owner` (their command
+    lines name its shared memory, `tritongen_<owner>_...`), whoever their parent is now."""
+    marker = f"tritongen_{owner}_".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes() and _state(int(entry.name)) != "Z":
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def shared_memory_of_run(owner: int) -> list[Path]:
+    return list(Path("/dev/shm").glob(f"tritongen_{owner}_*"))

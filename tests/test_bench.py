@@ -22,7 +22,7 @@ from tritongen.bench import (
 )
 from tritongen.errors import TritongenError
 from tritongen.server.local import free_ports
-from tritongen.stage import PYTHON_RUNNER
+from tritongen.server.stage import PYTHON_RUNNER
 
 
 def build(tmp: Path, name: str, model: object, model_class: str, inputs: tuple[str, ...], **options: object) -> Path:
@@ -137,7 +137,7 @@ def test_bench_over_http_with_a_request_count_batches_and_dynamic_axes(repositor
 def test_bench_against_a_server_already_running(repository: Path, tmp_path: Path) -> None:
     from tritongen.server import launch
     from tritongen.server.local import find_tritonserver
-    from tritongen.stage import stage_repository
+    from tritongen.server.stage import stage_repository
 
     staged = stage_repository(repository, tmp_path / "staged", backends=find_tritonserver().backend_names,
                               models=["cnn"])

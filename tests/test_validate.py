@@ -13,6 +13,7 @@ import pytest
 
 from tests.servers import (
     add_tensorrt_model,
+    as_if_built,
     built_repository,
     consecutive_free_ports,
     copy_repository,
@@ -23,7 +24,7 @@ from tests.servers import (
 from tritongen.errors import TritongenError
 from tritongen.server import launch
 from tritongen.server.base import ServerHandle
-from tritongen.stage import PYTHON_RUNNER
+from tritongen.server.stage import PYTHON_RUNNER
 from tritongen.validate import ValidationReport, config_differences, validate_repository
 
 pytestmark = pytest.mark.server
@@ -136,6 +137,7 @@ def test_cli_names_the_users_file_when_a_model_fails_to_load(repository: Path, t
     broken = copy_repository(repository, tmp_path / "repo", ("two",))
     onnx_file = broken / "two" / "1" / "model.onnx"
     onnx_file.write_bytes(b"truncated")
+    as_if_built(onnx_file.parent)  # a bad file the build wrote: the server's load fails, not the files check
     before = set(tritonserver_pids())  # the module's running server, if started
     result = cli("validate", broken)
     assert result.exit_code == 2
@@ -180,3 +182,69 @@ def test_config_differences_ignore_what_triton_fills_in() -> None:
     served.instance_group[0].kind = model_config_pb2.ModelInstanceGroup.KIND_GPU
     assert config_differences(written, served) == ["input[0].dims: wrote [4], server has [5]",
                                                    "instance_group[0].kind: wrote KIND_CPU, server has KIND_GPU"]
+
+
+def test_a_model_py_planted_next_to_an_onnx_model_never_runs(repository: Path, tmp_path: Path, cli) -> None:
+    planted = copy_repository(repository, tmp_path / "repo", ("two",))
+    marker = tmp_path / "planted-code-ran"
+    (planted / "two" / "1" / "model.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                                    "class TritonPythonModel:\n    pass\n")
+    result = cli("validate", planted, "--json")
+    assert result.exit_code == 1
+    (two,) = result.json()["models"]
+    assert two["state"] == "UNVERIFIED" and two["passed"] is False
+    assert "two/1/model.py was not written by the build" in two["problem"]
+    assert not marker.exists()
+
+
+def test_a_python_model_changed_after_the_build_fails_with_the_reason(repository: Path, tmp_path: Path, cli) -> None:
+    tampered = copy_repository(repository, tmp_path / "repo", ("two_python", "scaled"))
+    model_py = tampered / "two_python" / "1" / "model.py"
+    model_py.write_text(model_py.read_text() + "\nimport os  # an edit the build did not make\n")
+    result = cli("validate", tampered)
+    assert result.exit_code == 1
+    assert "✗ two_python  UNVERIFIED" in result.stdout
+    assert f"{model_py} changed after the build (its sha256 is not the one in the manifest)" in result.stdout
+    assert "✓ scaled v1" in result.stdout  # the other model is served and checked as usual
+    assert "FAILED: 1 of 2 model(s) did not pass" in result.stdout
+
+
+def test_a_leftover_build_folder_fails_as_it_would_stop_a_real_server(repository: Path, tmp_path: Path, cli) -> None:
+    """A killed build's scratch folder: a tritonserver started on the repository as the compose file does refuses
+    to start; validate says so (and how to fix it) instead of hiding it behind its staged copy."""
+    repo = copy_repository(repository, tmp_path / "repo", ("two_python",))
+    (repo / ".tritongen-two_python-k1ll3d" / "two_python" / "1").mkdir(parents=True)
+    report = validate_repository(repo)
+    assert models_by_name(report)["two_python"].passed and report.passed is False
+    (problem,) = report.repository_problems
+    assert problem.startswith("'.tritongen-two_python-k1ll3d/' (the scratch folder of a build that was interrupted")
+    assert f"rm -r {repo / '.tritongen-two_python-k1ll3d'}" in problem
+    with pytest.raises(TritongenError, match="Poll failed for model directory '.tritongen-two_python-k1ll3d'"):
+        with launch(repo, timeout_s=60):  # the raw repository, as a deployment serves it
+            pass
+    printed = cli("validate", repo)
+    assert printed.exit_code == 1 and "✗ repository  '.tritongen-two_python-k1ll3d/'" in printed.stdout
+    assert "a real tritonserver would not start on this repository" in printed.stdout
+
+
+def test_requests_that_are_the_clients_fault_get_a_client_error(running: tuple[ServerHandle, Path],
+                                                                tmp_path: Path) -> None:
+    """The python format refuses bad values and absurd sizes as the client's fault: HTTP 400, gRPC INVALID_ARGUMENT."""
+    from tritongen.runners.triton import TritonRequestError, TritonRunner
+
+    handle, repo = running
+    out_of_range = {"x": np.ones((1, 4), np.float32), "ids": np.full((1, 2), 99, np.int64)}  # a 10-row table
+    for protocol, url, status in (("http", handle.http_url, "400"), ("grpc", handle.grpc_url, "INVALID_ARGUMENT")):
+        with TritonRunner(url, "two_python", protocol=protocol) as runner, pytest.raises(TritonRequestError) as info:
+            runner.infer(out_of_range)
+        assert status in str(info.value.status) and info.value.client_fault, info.value.status
+        assert "indices element out of data bounds" in info.value.server_message
+    small = copy_repository(repo, tmp_path / "repo")
+    config = small / "two_python" / "config.pbtxt"
+    config.write_text(config.read_text() + 'parameters { key: "tritongen_max_request_bytes" value { string_value: '
+                                           '"256" } }\n')
+    with launch(small) as limited, TritonRunner(limited.http_url, "two_python") as runner:
+        runner.infer({"x": np.ones((2, 4), np.float32), "ids": np.zeros((2, 2), np.int64)})  # 64 bytes: fine
+        with pytest.raises(TritonRequestError) as info:
+            runner.infer({"x": np.ones((32, 4), np.float32), "ids": np.zeros((32, 2), np.int64)})
+        assert info.value.status == "400" and "more than this model accepts (256 bytes" in info.value.server_message

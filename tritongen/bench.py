@@ -671,7 +671,7 @@ def bench_model(repository: str | Path | None, model: str, *, server: str = "emb
     With `server="embedded"`, ONNX models are served by the python-backend runner (the embedded Triton has no
     onnxruntime backend); the report says so, and the no-op model shows what that path costs.
     """
-    from tritongen.stage import read_config
+    from tritongen.server.stage import read_config
 
     settings = settings or LoadSettings()
     progress = on_progress or (lambda _msg: None)
@@ -679,7 +679,7 @@ def bench_model(repository: str | Path | None, model: str, *, server: str = "emb
     check_settings(settings, concurrencies)
     model_dir = Path(repository) / model if repository is not None else None
     if model_dir is not None and not (model_dir / "config.pbtxt").is_file():
-        from tritongen.stage import select_models
+        from tritongen.server.stage import select_models
 
         select_models(Path(repository), [model])  # raises the clear "not in the repository" error
     if server == "embedded" and model_dir is None:
@@ -704,7 +704,7 @@ def bench_model(repository: str | Path | None, model: str, *, server: str = "emb
                                           notes, progress)
     elif ceiling:
         notes.append("no ceiling: it needs the model's ONNX file in a local repository (pass --repository)")
-    with _serve(repository, model, server, local_config, generator_check, tritonserver, timeout_s, progress) as served:
+    with _serve(repository, model, server, generator_check, tritonserver, timeout_s, progress) as served:
         config, handle, served_by, noop = served
         if workload is None:
             workload = make_workload(model, model_spec(None, config), batch_size, lengths)
@@ -735,7 +735,7 @@ def bench_model(repository: str | Path | None, model: str, *, server: str = "emb
                 generator = replace(generator, noop_model=noop, noop_concurrency=best.concurrency,
                                     noop_throughput=noop_point.throughput,
                                     noop_note=noop_point.first_error if noop_point.errors else None)
-    from tritongen.stage import PYTHON_RUNNER
+    from tritongen.server.stage import PYTHON_RUNNER
 
     if served_by == PYTHON_RUNNER:
         notes.append("served through the python backend (the embedded Triton has no onnxruntime backend): each "
@@ -779,49 +779,27 @@ def config_summary(config: Any) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _serve(repository: str | Path | None, model: str, server: str, local_config: Any, with_noop: bool,
+def _serve(repository: str | Path | None, model: str, server: str, with_noop: bool,
            tritonserver: str | Path | None, timeout_s: float | None,
            progress: Progress) -> Iterator[tuple[Any, Any, str, str | None]]:
     """Yield (served config, server handle, how it is served, no-op model name or None)."""
-    from tritongen.server import launch
+    from tritongen.server import NothingToServe, serve
 
-    if server == "embedded":
-        from tritongen.server.local import find_tritonserver
-        from tritongen.stage import read_config, staged_repository
+    noop: list[str] = []
 
-        install = find_tritonserver(tritonserver)
-        with staged_repository(Path(repository), backends=install.backend_names, models=[model]) as staged:
-            entry = staged.model(model)
-            if entry.served_by is None:
-                raise TritongenError(f"the embedded server cannot serve '{model}': {entry.skipped_reason}",
-                                     "benchmark it on a full Triton with --url")
-            config = read_config(staged.path / model)
-            noop = write_noop_model(staged.path, config) if with_noop else None
-            progress("starting the embedded tritonserver")
-            with launch(staged.path, "embedded", tritonserver=tritonserver, timeout_s=timeout_s) as handle:
-                yield config, handle, entry.served_by, noop
-        return
-    with launch(repository or ".", server, timeout_s=timeout_s) as handle:
-        config = served_config(handle.grpc_url, model)
-        yield config, handle, f"the server's own backend for '{config.backend or config.platform}'", None
+    def add_noop(staged: Any) -> None:  # only a server tritongen starts can be given one
+        noop.append(write_noop_model(staged.path, staged.model(model).config))
 
-
-def served_config(grpc_url: str, model: str) -> Any:
-    """The config the server runs `model` with, parsed with Triton's schema."""
-    import tritonclient.grpc as grpcclient
-    from google.protobuf import json_format
-    from tritonclient.grpc import model_config_pb2
-    from tritonclient.utils import InferenceServerException
-
-    client = grpcclient.InferenceServerClient(grpc_url)
-    try:
-        raw = client.get_model_config(model, as_json=True)
-    except InferenceServerException as exc:
-        raise TritongenError(f"the server at {grpc_url} does not serve model '{model}': {exc.message()}",
-                             "check the model name and that it is loaded") from exc
-    finally:
-        client.close()
-    return json_format.ParseDict(raw.get("config", raw), model_config_pb2.ModelConfig(), ignore_unknown_fields=True)
+    with contextlib.ExitStack() as stack:
+        try:
+            served = stack.enter_context(serve(repository, server, models=[model], tritonserver=tritonserver,
+                                               timeout_s=timeout_s, before_start=add_noop if with_noop else None,
+                                               on_progress=progress, on_warning=progress))
+        except NothingToServe as exc:
+            raise TritongenError(f"the {server} server cannot serve '{model}': {exc.models[0].skipped_reason}",
+                                 "benchmark it on a full Triton with --url") from exc
+        entry = served.model(model)
+        yield entry.config, served.handle, entry.served_by, noop[0] if noop else None
 
 
 def _onnx_file(model_dir: Path | None, config: Any) -> Path | None:

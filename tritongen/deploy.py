@@ -92,7 +92,7 @@ def needs_of_repository(repository: Path) -> RepositoryNeeds:
     from tritonclient.grpc import model_config_pb2
 
     from tritongen.repository import model_dirs
-    from tritongen.stage import backend_of
+    from tritongen.server.stage import backend_of
 
     repository = Path(repository)
     if not repository.is_dir():

@@ -7,7 +7,6 @@ Wheels are fetched by pip on the host, for the base image's Python and platform,
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -134,35 +133,50 @@ def build_slim_image(
     return SlimImage(tag, image_id, size, base, tuple(w.name for w in wheels), time.perf_counter() - started)
 
 
+PROBE_TIMEOUT_S = 120.0
+
+
 def probe_base_image(client: docker.DockerClient, image: str) -> BaseImageInfo:
-    """Run the base image's python3 once to read its version, C library and architecture."""
+    """Run the base image's python3 once to read its version, C library and architecture.
+
+    The probe container is removed on every path (an image without python3, a failed probe, Ctrl-C).
+    """
     import docker
 
-    from tritongen.server.docker import LABEL
+    from tritongen.server.docker import LABEL, removed_after
 
     name = f"tritongen-probe-{uuid.uuid4().hex[:12]}"
-    try:
-        out = client.containers.run(
-            image,
-            ["python3", "-c", _PROBE],
-            name=name,
-            entrypoint=[],
-            remove=True,
-            network_disabled=True,
-            labels={LABEL: "1", f"{LABEL}.purpose": "probe"},
-        )
-    except KeyboardInterrupt:
-        # `remove=True` removes only a container that ran to the end.
-        with contextlib.suppress(docker.errors.DockerException):
-            client.containers.get(name).remove(force=True)
-        raise
-    except docker.errors.ContainerError as exc:
-        raise TritongenError(
-            f"base image {image} cannot run python3 ({_short(exc)})",
-            "use a base image with python3 on PATH, such as python:3.11-slim or Debian with python3 and python3-venv",
-        ) from exc
-    except docker.errors.APIError as exc:
-        raise TritongenError(f"cannot run base image {image}: {_short(exc)}", "check the image name") from exc
+    no_python = TritongenError(
+        f"base image {image} has no python3 on its PATH",
+        "use a base image with python3, such as python:3.11-slim or Debian with python3 and python3-venv")
+    with removed_after(client, name) as slot:
+        try:
+            container = client.containers.create(
+                image, ["python3", "-c", _PROBE], name=name, entrypoint=[], network_disabled=True,
+                labels={LABEL: "1", f"{LABEL}.purpose": "probe"})
+            slot.created(container)
+            container.start()
+        except docker.errors.APIError as exc:
+            # The engine checks the command only when it starts the container: "executable file not found".
+            if "not found" in str(exc).lower() or "no such file" in str(exc).lower():
+                raise no_python from exc
+            raise TritongenError(f"cannot run base image {image}: {_short(exc)}",
+                                 "check that the Docker engine can run containers from it") from exc
+        try:
+            status = container.wait(timeout=PROBE_TIMEOUT_S)
+        except Exception as exc:  # requests' ReadTimeout and the engine's errors alike
+            raise TritongenError(f"the python3 probe of base image {image} did not finish ({_short(exc)})",
+                                 "check that the image starts: docker run --rm IMAGE python3 -V") from exc
+        out = container.logs(stdout=True, stderr=False)
+        if int(status.get("StatusCode", 1)) != 0:
+            err = container.logs(stdout=False, stderr=True).decode(errors="replace").strip()
+            missing = int(status.get("StatusCode", 1)) == 127 or "not found" in err
+            if missing:
+                raise no_python
+            raise TritongenError(
+                f"base image {image} cannot run python3 (exit code {status.get('StatusCode')}: "
+                f"{(err.splitlines() or ['no output'])[-1]})",
+                "use a base image with python3 on PATH, such as python:3.11-slim or Debian with python3 and python3-venv")
     info = json.loads(out.decode().strip().splitlines()[-1])
     libc_name, libc_version = info["libc"]
     if libc_name != "glibc":

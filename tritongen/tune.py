@@ -344,11 +344,11 @@ def tune_model(repository: str | Path, model: str, *, server: str = "embedded", 
                concurrencies: Sequence[int] = DEFAULT_CONCURRENCIES, settings: LoadSettings | None = None,
                batch_size: int = 1, lengths: Mapping[str, int] | None = None,
                instances: Sequence[int] | None = None, threads: Sequence[int] | None = None, write: bool = True,
-               validate: bool = True,
-               tritonserver: str | Path | None = None, timeout_s: float | None = None,
+               validate: bool = True, tritonserver: str | Path | None = None, image: str | None = None,
+               timeout_s: float | None = None,
                on_trial: Callable[[Trial], None] | None = None, on_progress: Progress | None = None) -> TuneReport:
     """Search the config of `model` on a real server; write the best back to `<model>/config.pbtxt` (see module doc)."""
-    from tritongen.stage import read_config, select_models
+    from tritongen.server.stage import read_config, select_models
 
     settings = settings or LoadSettings(duration_s=DEFAULT_DURATION_S)
     concurrencies = tuple(sorted(set(concurrencies)))
@@ -364,7 +364,7 @@ def tune_model(repository: str | Path, model: str, *, server: str = "embedded", 
     progress = on_progress or (lambda _msg: None)
     notes: list[str] = []
     started = time.perf_counter()
-    with _tuning_server(repository, model, server, tritonserver, timeout_s, progress) as (handle, served_by, base):
+    with _tuning_server(repository, model, server, tritonserver, image, timeout_s, progress) as (handle, served_by, base):
         spec = model_spec(model_dir, base)
         workload = make_workload(model, spec, batch_size, lengths)
         url = handle.grpc_url if settings.protocol == "grpc" else handle.http_url
@@ -400,7 +400,7 @@ def tune_model(repository: str | Path, model: str, *, server: str = "embedded", 
                              "level tried")
         finally:
             tuner.close()
-    from tritongen.stage import PYTHON_RUNNER
+    from tritongen.server.stage import PYTHON_RUNNER
 
     if served_by == PYTHON_RUNNER:
         notes.append("measured on the embedded Triton, which serves ONNX models through the python backend: a Triton "
@@ -421,8 +421,8 @@ def tune_model(repository: str | Path, model: str, *, server: str = "embedded", 
                                       f"{', '.join(map(str, concurrencies))}")
     report = replace(report, config_path=str(path), backup_path=str(backup))
     if validate:
-        report = replace(report, validated=_validate_written(repository, model, server, tritonserver, timeout_s,
-                                                             path, backup, progress))
+        report = replace(report, validated=_validate_written(repository, model, server, tritonserver, image,
+                                                             timeout_s, path, backup, progress))
     return report
 
 
@@ -496,35 +496,22 @@ def _runner_default_threads(server: str, config: Any) -> Callable[[int], int] | 
 
 
 @contextlib.contextmanager
-def _tuning_server(repository: Path, model: str, server: str, tritonserver: str | Path | None,
+def _tuning_server(repository: Path, model: str, server: str, tritonserver: str | Path | None, image: str | None,
                    timeout_s: float | None, progress: Progress) -> Iterator[tuple[Any, str, Any]]:
     """Yield (handle, served by, the config the server runs) for a server that reloads models on request."""
-    from tritongen.bench import served_config
-    from tritongen.server import launch
+    from tritongen.server import NothingToServe, ServerFlags, serve, served_config, starts_server
 
-    if server == "embedded":
-        from tritongen.server.local import find_tritonserver, launch_local
-        from tritongen.stage import staged_repository
-
-        install = find_tritonserver(tritonserver)
-        with staged_repository(repository, backends=install.backend_names, models=[model]) as staged:
-            entry = staged.model(model)
-            if entry.served_by is None:
-                raise TritongenError(f"the embedded server cannot serve '{model}': {entry.skipped_reason}",
-                                     "tune it on a full Triton started with --model-control-mode=explicit (--url)")
-            progress("starting the embedded tritonserver (explicit model control)")
-            # launch() has no way to pass server flags yet; the local launcher does.
-            with launch_local(staged.path, tritonserver=tritonserver, timeout_s=timeout_s, install=install,
-                              extra_args=("--model-control-mode=explicit", f"--load-model={model}")) as handle:
-                yield handle, entry.served_by, served_config(handle.grpc_url, model)
-        return
-    if server == "docker":
-        raise TritongenError("tune cannot start Docker servers yet (the Docker launcher takes no server flags)",
-                             "use the embedded server, or start Triton yourself with --model-control-mode=explicit "
-                             "and pass --url")
-    with launch(repository, server, timeout_s=timeout_s) as handle:
-        config = served_config(handle.grpc_url, model)
-        yield handle, f"the server's own {config.backend or config.platform} backend", config
+    # A server someone else runs must have been started with explicit model control: its flags are its own.
+    flags = ServerFlags(model_control="explicit", load=(model,)) if starts_server(server) else None
+    with contextlib.ExitStack() as stack:
+        try:
+            served = stack.enter_context(serve(repository, server, models=[model], flags=flags,
+                                               tritonserver=tritonserver, image=image, timeout_s=timeout_s,
+                                               on_progress=progress, on_warning=progress))
+        except NothingToServe as exc:
+            raise TritongenError(f"the {server} server cannot serve '{model}': {exc.models[0].skipped_reason}",
+                                 "tune it on a full Triton started with --model-control-mode=explicit (--url)") from exc
+        yield served.handle, served.model(model).served_by, served_config(served.handle.grpc_url, model)
 
 
 # ------------------------------------------------------------------------------------------------------ write-back
@@ -607,7 +594,7 @@ def _free_path(path: Path) -> Path:
     return candidate
 
 
-def _validate_written(repository: Path, model: str, server: str, tritonserver: str | Path | None,
+def _validate_written(repository: Path, model: str, server: str, tritonserver: str | Path | None, image: str | None,
                       timeout_s: float | None, path: Path, backup: Path, progress: Progress) -> bool | None:
     """Run `tritongen validate` on the new config; on failure put the previous one back and keep the tuned one aside."""
     try:
@@ -615,11 +602,12 @@ def _validate_written(repository: Path, model: str, server: str, tritonserver: s
     except ImportError:
         return None
     from tritongen.repository import write_text_atomic
+    from tritongen.server import starts_server
 
-    if server not in ("embedded", "docker"):
+    if not starts_server(server):
         _reload_from_disk(server, model)
     progress("validating the tuned config")
-    report = validate_repository(repository, models=[model], server=server, tritonserver=tritonserver,
+    report = validate_repository(repository, models=[model], server=server, tritonserver=tritonserver, image=image,
                                  timeout_s=timeout_s, on_progress=lambda msg: progress(f"validate: {msg}"))
     if report.passed:
         return True

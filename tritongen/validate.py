@@ -8,10 +8,8 @@ refused and the server stays READY.
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,107 +20,25 @@ from tritonclient.grpc import model_config_pb2
 from tritongen.errors import TritongenError
 from tritongen.repository import load_reference, read_manifest, versions_of
 from tritongen.runners.triton import PROTOCOLS, TritonRequestError, TritonRunner, TritonUnavailableError
-from tritongen.server import launch, server_alive
-from tritongen.server.base import ServerHandle
-from tritongen.server.local import EXIT_NOTE, find_tritonserver, relevant_log_lines
-from tritongen.stage import StagedModel, read_config, select_models, served_by, staged_repository
-from tritongen.verify import OutputParity, compare_outputs, tolerance_for
+from tritongen.server import NothingToServe, Served, ServedModel, ServerHandle, serve, server_alive
+from tritongen.validate_report import (
+    BadRequestCheck,
+    BatchingCheck,
+    ConfigCheck,
+    ModelValidation,
+    ProtocolCheck,
+    ValidationReport,
+)
+from tritongen.verify import compare_outputs, tolerance_for
+
+__all__ = ["BadRequestCheck", "BatchingCheck", "ConfigCheck", "ModelValidation", "ProtocolCheck", "ValidationReport",
+           "as_config_dims", "bad_feeds", "config_differences", "validate_repository"]
 
 BURST_SIZES = (32, 64, 64, 128, 128)
 STATS_SETTLE_S = 2.0
 DEFAULT_ATOL, DEFAULT_RTOL = tolerance_for().atol, tolerance_for().rtol
 UNKNOWN_INPUT = "tritongen_no_such_input"
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class ConfigCheck:
-    """Every field we wrote has the same value on the server (fields Triton fills in itself are not compared)."""
-
-    passed: bool
-    differences: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ProtocolCheck:
-    """Reference inputs sent over one protocol; each output compared with PyTorch's."""
-
-    protocol: str
-    passed: bool
-    outputs: tuple[OutputParity, ...] = ()
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class BatchingCheck:
-    """A burst of concurrent single-item requests, and what the server's statistics say it did with them."""
-
-    checked: bool
-    passed: bool
-    requests: int = 0
-    inferences: int = 0  # items the server ran (from its statistics)
-    executions: int = 0  # model executions: fewer than inferences means requests were batched together
-    outputs_match: bool = True  # every request got its own item's answer back
-    note: str | None = None
-
-
-@dataclass(frozen=True)
-class BadRequestCheck:
-    case: str
-    protocol: str
-    passed: bool  # refused with an error message
-    server_error: str | None
-
-
-@dataclass(frozen=True)
-class ModelValidation:
-    name: str
-    version: int | None
-    state: str  # READY, UNAVAILABLE, SKIPPED, ... (the server's word where it has one)
-    served_by: str | None
-    passed: bool
-    config: ConfigCheck | None = None
-    http: ProtocolCheck | None = None
-    grpc: ProtocolCheck | None = None
-    batching: BatchingCheck | None = None
-    bad_requests: tuple[BadRequestCheck, ...] = ()
-    ready_after_bad_requests: bool | None = None
-    skipped_reason: str | None = None
-    problem: str | None = None  # why the checks could not run (not loaded, no reference data)
-
-    def failures(self) -> list[str]:
-        """One phrase per failed check, for the human summary."""
-        out = [self.problem] if self.problem else []
-        if self.skipped_reason:
-            out.append(f"skipped: {self.skipped_reason}")
-        if self.config and not self.config.passed:
-            out.append("served config differs: " + "; ".join(self.config.differences))
-        for check in (self.http, self.grpc):
-            if check and not check.passed:
-                wrong = [f"{o.name} {o.problem or f'max abs err {o.max_abs_err:.3g}'}" for o in check.outputs
-                         if not o.passed]
-                out.append(f"{check.protocol}: " + (check.error or "; ".join(wrong)))
-        if self.batching and not self.batching.passed:
-            out.append(f"batching: {self.batching.note}")
-        out += [f"bad request '{b.case}' over {b.protocol} was accepted" for b in self.bad_requests if not b.passed]
-        if self.ready_after_bad_requests is False:
-            out.append("the server or model was not READY after the bad requests")
-        return out
-
-
-@dataclass(frozen=True)
-class ValidationReport:
-    server: str
-    models: tuple[ModelValidation, ...] = field(default_factory=tuple)
-
-    @property
-    def passed(self) -> bool:
-        """Every model passed; a skipped model does not count as passed."""
-        return bool(self.models) and all(m.passed for m in self.models)
-
-    def to_dict(self) -> dict[str, Any]:
-        return _json_safe({"ok": True, "server": self.server, "passed": self.passed,
-                           "models": [asdict(m) for m in self.models]})
 
 
 def validate_repository(repository: str | Path, *, models: Sequence[str] | None = None, server: str = "embedded",
@@ -134,54 +50,19 @@ def validate_repository(repository: str | Path, *, models: Sequence[str] | None 
     `server`: "embedded" (tritonserver of nvidia-pytriton, or `tritonserver`), "docker" (`image`), or the URL of a
     running Triton that already serves the repository. Where the server lacks a model's backend (the embedded and
     slim servers have only the python backend), ONNX models are served by the python runner around the same file
-    and others are reported as skipped.
+    and others are reported as skipped. A model whose files differ from what the build wrote fails, and so does a
+    repository with an entry that would stop a real tritonserver started on it.
     """
     repository = Path(repository)
     progress = on_progress or (lambda _msg: None)
     protocols = _check_protocols(protocols)
-    names = select_models(repository, models)
-    backends = _server_backends(server, tritonserver, image)
-    if backends is None:  # a server with every backend it needs, or one we cannot inspect: serve as written
-        if server == "docker":
-            _refuse_mismatched_plans(repository, names, image)
-        progress(f"connecting to {server}" if server != "docker" else "starting Triton in Docker")
-        with launch(repository, server, image=image, timeout_s=timeout_s) as handle:
-            as_written = [StagedModel(n, served_by(read_config(repository / n))) for n in names]
-            return _validate_on(handle, repository, repository, as_written, protocols, progress)
-    with staged_repository(repository, backends=backends, models=names) as staged_repo:
-        if not staged_repo.served:
-            return ValidationReport(f"{server} tritonserver (not started: no model it can serve)",
-                                    tuple(_skipped(m) for m in staged_repo.models))
-        progress(f"starting the {server} tritonserver")
-        with staged_repo.naming_original_paths(), launch(staged_repo.path, server, tritonserver=tritonserver,
-                                                         image=image, timeout_s=timeout_s) as handle:
-            return _validate_on(handle, repository, staged_repo.path, list(staged_repo.models), protocols, progress)
-
-
-def _refuse_mismatched_plans(repository: Path, names: Sequence[str], image: str | None) -> None:
-    """A TensorRT plan loads only in the TensorRT release that built it: say so before starting the container."""
-    from tritongen.deploy import choose_image, needs_of_repository
-    from tritongen.formats.tensorrt.versions import check_plan_version, plan_tensorrt_version, tensorrt_version_of_image
-
-    plans = [n for n in names if read_config(repository / n).platform == "tensorrt_plan"]
-    if not plans:
-        return
-    server_version = tensorrt_version_of_image(choose_image(needs_of_repository(repository), image).ref)
-    for name in plans:
-        versions = versions_of(repository / name)
-        if versions:
-            check_plan_version(plan_tensorrt_version(repository / name / str(versions[-1])), server_version, name)
-
-
-def _server_backends(server: str, tritonserver: str | Path | None, image: str | None) -> frozenset[str] | None:
-    """The backends a server we start will have, where they are known; None: serve the repository as written."""
-    if server == "embedded":
-        return find_tritonserver(tritonserver).backend_names
-    if server == "docker":
-        from tritongen.deploy import SLIM_BACKENDS, SLIM_IMAGE
-
-        return SLIM_BACKENDS if image in ("slim", SLIM_IMAGE) else None
-    return None
+    try:
+        with serve(repository, server, models=models, tritonserver=tritonserver, image=image, timeout_s=timeout_s,
+                   report_unverified=True, on_progress=progress, on_warning=progress) as served:
+            return _validate_on(served, repository, protocols, progress)
+    except NothingToServe as exc:
+        return ValidationReport(f"{server} tritonserver (not started: no model it can serve)",
+                                tuple(_not_served(m) for m in exc.models), exc.repository_problems)
 
 
 def _check_protocols(protocols: Sequence[str]) -> tuple[str, ...]:
@@ -194,23 +75,26 @@ def _check_protocols(protocols: Sequence[str]) -> tuple[str, ...]:
     return chosen
 
 
-def _skipped(model: StagedModel) -> ModelValidation:
+def _not_served(model: ServedModel) -> ModelValidation:
+    if model.problems:
+        return ModelValidation(model.name, None, "UNVERIFIED", None, False,
+                               problem="its files are not the ones `tritongen build` wrote: " + "; ".join(model.problems)
+                               + " (rebuild it with `tritongen build`, or restore the files)")
     return ModelValidation(model.name, None, "SKIPPED", None, False, skipped_reason=model.skipped_reason)
 
 
-def _validate_on(handle: ServerHandle, repository: Path, served_repository: Path, models: list[StagedModel],
-                 protocols: tuple[str, ...], progress: Progress) -> ValidationReport:
+def _validate_on(served: Served, repository: Path, protocols: tuple[str, ...], progress: Progress) -> ValidationReport:
+    handle = served.handle
     results = []
     with _control_client(handle) as control:
-        for model in models:
-            if model.served_by is None:
-                results.append(_skipped(model))
+        for model in served.models:
+            if model.served_by is None or model.problems:
+                results.append(_not_served(model))
                 continue
-            served_config = read_config(served_repository / model.name)
-            checker = _ModelChecker(handle, control, repository / model.name, served_config, model.served_by,
+            checker = _ModelChecker(handle, control, repository / model.name, model.written, model.served_by,
                                     protocols, progress)
             results.append(checker.run())
-    return ValidationReport(handle.description or handle.http_url, tuple(results))
+    return ValidationReport(handle.description or handle.http_url, tuple(results), served.repository_problems)
 
 
 @contextlib.contextmanager
@@ -388,7 +272,8 @@ class _ModelChecker:
                 try:
                     runner.infer(feeds)
                 except TritonRequestError as exc:
-                    checks.append(BadRequestCheck(case, protocol, bool(exc.server_message), exc.server_message))
+                    checks.append(BadRequestCheck(case, protocol, bool(exc.server_message), exc.server_message,
+                                                  exc.status))
                     continue
                 checks.append(BadRequestCheck(case, protocol, False, None))
         return checks
@@ -473,27 +358,5 @@ def _tolerance(version_dir: Path) -> tuple[float, float]:
 
 
 def _server_gone(handle: ServerHandle, model: str, step: str) -> TritongenError:
-    log = handle.log()
-    deadline = time.monotonic() + 3
-    # A killed server stops answering a moment before its exit can be collected; wait to say how it ended.
-    while handle.kind == "embedded" and EXIT_NOTE not in log and time.monotonic() < deadline:
-        time.sleep(0.1)
-        log = handle.log()
-    lines = relevant_log_lines(log)
-    exit_line = next((line for line in reversed(lines) if line.startswith("[tritongen]")), "")
-    how = exit_line.removeprefix("[tritongen] tritonserver ").strip() or "stopped answering"
-    details = "server log (relevant lines):\n  " + "\n  ".join(lines) if lines else None
-    return TritongenError(f"the Triton server ({handle.description or handle.http_url}) {how} while validating model "
-                          f"'{model}' ({step})", "see the server log below; rerun when the server is stable",
-                          details=details)
-
-
-def _json_safe(value: Any) -> Any:
-    """Infinite errors (a missing output) become null: JSON has no Infinity."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
+    return handle.failure(f"while validating model '{model}' ({step})",
+                          "see the server log below; rerun when the server is stable")

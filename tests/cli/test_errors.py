@@ -21,7 +21,7 @@ from tritongen.cli.common import BUG_HINT
 COMMANDS = [
     (("build", "{ckpt}", *CNN_ARGS, "--repository", "{tmp}/repo"), "tritongen.build", "build_model"),
     (("validate", "{tmp}/repo"), "tritongen.validate", "validate_repository"),
-    (("serve", "{tmp}/repo"), "tritongen.server.local", "find_tritonserver"),
+    (("serve", "{tmp}/repo"), "tritongen.server", "serve"),
     (("bench", "cnn", "--repository", "{tmp}/repo"), "tritongen.bench", "bench_model"),
     (("tune", "cnn", "--repository", "{tmp}/repo"), "tritongen.tune", "tune_model"),
     (("image", "build"), "tritongen.image", "build_slim_image"),

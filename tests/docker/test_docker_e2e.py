@@ -153,7 +153,7 @@ def test_launch_docker_serves_and_removes_its_container(python_repository: Built
         assert handle.http_url.startswith("127.0.0.1:")
         for model in python_repository.models:
             check_inference(handle.http_url, handle.grpc_url, python_repository.repository, model)
-        (container,) = docker_client.containers.list(filters={"label": "tritongen.purpose=validate"})
+        (container,) = docker_client.containers.list(filters={"label": "tritongen.purpose=serve"})
         mounts = container.attrs["Mounts"]
         assert [(m["Destination"], m["RW"]) for m in mounts] == [("/models", False)]
         assert container.attrs["HostConfig"]["ShmSize"] == 1 << 30

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import urllib.request
 from pathlib import Path
 
@@ -102,14 +103,42 @@ def test_the_server_dies_with_a_killed_owner(python_repository: Path, tmp_path: 
         owner.wait(timeout=10)
         assert wait_until_gone([server_pid], 10) == [], "tritonserver outlived the process that started it"
         assert wait_until_gone(group_members(server_pid), 15) == [], "python backend stubs outlived their server"
-        # What the killed owner could not remove, the next launch does.
-        leftovers = [*Path(tempfile.gettempdir()).glob(f"tritongen-server-{owner.pid}-*"),
-                     *Path("/dev/shm").glob(f"tritongen_{owner.pid}_*")]
-        assert leftovers and set(leftovers) <= set(sweep_leftovers())
-        assert not any(p.exists() for p in leftovers)
+        # What the killed owner could not remove, its watchdog does.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and (leftovers := owned_leftovers(owner.pid)):
+            time.sleep(0.1)
+        assert leftovers == []
     finally:
         owner.kill()
         owner.wait()
+
+
+def owned_leftovers(owner: int) -> list[Path]:
+    return [*Path(tempfile.gettempdir()).glob(f"tritongen-server-{owner}-*"),
+            *Path(tempfile.gettempdir()).glob(f"tritongen-stage-{owner}-*"), *Path("/dev/shm").glob(f"tritongen_{owner}_*")]
+
+
+def test_the_sweep_removes_what_a_dead_owner_left_and_nothing_of_a_live_one(tmp_path: Path) -> None:
+    """Where even the watchdog could not clean up (it was killed too), the next launch does."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    folders = [Path(tempfile.mkdtemp(prefix=f"{prefix}{dead.pid}-")) for prefix in ("tritongen-server-", "tritongen-stage-")]
+    region = Path(f"/dev/shm/tritongen_{dead.pid}_1_model_0")
+    region.write_bytes(b"x")
+    live = Path(tempfile.mkdtemp(prefix=f"tritongen-stage-{os.getpid()}-"))
+    # A python backend stub whose tritongen is gone (what a SIGKILL used to leave): its command line names the
+    # owner's shared memory, as the real stub's does.
+    stub = tmp_path / "triton_python_backend_stub"
+    stub.symlink_to(sys.executable)
+    orphan = subprocess.Popen([str(stub), "-c", "import time; time.sleep(120)", f"/tritongen_{dead.pid}_1_model_0"])
+    try:
+        removed = sweep_leftovers()
+        assert orphan.wait(timeout=10) == -signal.SIGKILL
+        assert set(folders) | {region} <= set(removed) and not any(p.exists() for p in [*folders, region])
+        assert live.exists() and live not in removed
+    finally:
+        orphan.kill()
+        live.rmdir()
 
 
 def test_relevant_log_lines_keep_errors_and_drop_cpu_only_noise() -> None:
@@ -123,3 +152,70 @@ def test_relevant_log_lines_keep_errors_and_drop_cpu_only_noise() -> None:
         """)
     assert relevant_log_lines(log) == ["failed to load 'm' version 1: Internal: ValueError: bad",
                                        "error: creating server: Internal - failed to load all models"]
+
+
+def test_a_declared_huge_shape_is_refused_and_the_fatal_line_of_a_crash_is_kept(python_repository: Path) -> None:
+    """Over gRPC and HTTP with binary data, Triton 2.51 checks a declared shape against the model before allocating;
+    over HTTP with JSON data it allocates first and aborts with std::bad_alloc (fixed in Triton 2.59): the error
+    then says so instead of only "SIGABRT"."""
+    import json
+
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    from tritongen.server import server_alive
+
+    huge = [1, 100_000_000_000]
+    with launch(python_repository) as handle:
+        for module, url in ((grpcclient, handle.grpc_url), (httpclient, handle.http_url)):
+            client = module.InferenceServerClient(url)
+            inputs = []
+            for name, array in (("x", np.ones((1, 4), np.float32)), ("ids", np.zeros((1, 2), np.int64))):
+                tensor = module.InferInput(name, list(array.shape), "FP32" if name == "x" else "INT64")
+                tensor.set_data_from_numpy(array)  # binary data, then a shape that claims far more of it
+                tensor.set_shape(huge)
+                inputs.append(tensor)
+            with pytest.raises(Exception, match="unexpected shape"):
+                client.infer("two_python", inputs)
+            client.close()
+        assert server_alive(handle)
+        body = json.dumps({"inputs": [{"name": "x", "shape": huge, "datatype": "FP32", "data": [1.0]}]}).encode()
+        request = urllib.request.Request(f"http://{handle.http_url}/v2/models/two_python/infer", data=body,
+                                         headers={"Content-Type": "application/json"})
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with pytest.raises(OSError):
+            opener.open(request, timeout=30)
+        error = handle.failure("while answering a request", "see the log")
+    assert "exited with signal SIGABRT while answering a request" in error.message
+    assert "terminate called after throwing an instance of 'std::bad_alloc'" in error.message
+
+
+HANGING_MODEL = """
+import time
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("y", np.zeros(1, np.float32))]) for _ in requests]
+
+    def finalize(self):
+        time.sleep(600)  # a model that never finishes unloading
+"""
+
+
+def test_a_server_that_does_not_stop_is_killed_after_the_grace_period_and_says_so(tmp_path: Path) -> None:
+    (tmp_path / "repo" / "hang" / "1").mkdir(parents=True)
+    (tmp_path / "repo" / "hang" / "1" / "model.py").write_text(HANGING_MODEL)
+    (tmp_path / "repo" / "hang" / "config.pbtxt").write_text(
+        'backend: "python" max_batch_size: 0 input { name: "x" data_type: TYPE_FP32 dims: [1] } '
+        'output { name: "y" data_type: TYPE_FP32 dims: [1] }')
+    warnings: list[str] = []
+    with launch(tmp_path / "repo", stop_grace_s=2, on_progress=warnings.append):
+        (pid,) = tritonserver_pids()
+        members = group_members(pid)
+        started = time.monotonic()
+    took = time.monotonic() - started
+    assert took < 2 + 5 + 3, f"the stop took {took:.1f} s"
+    assert wait_until_gone(members, 1) == []
+    assert len(warnings) == 1 and "did not stop within 2 s of SIGTERM" in warnings[0] and "SIGKILL" in warnings[0]

@@ -10,7 +10,6 @@ from rich.console import Console
 
 from tritongen.cli import main
 from tritongen.cli.common import common_options, emit_json, progress_line, stdout_console
-from tritongen.cli.serve import stop_on_sigterm
 
 
 @main.command("bench")
@@ -59,7 +58,6 @@ def bench_command(model: str, repository: Path, url: str | None, protocol: str, 
     )
     from tritongen.errors import TritongenError
 
-    stop_on_sigterm()
     if duration_s is not None and requests is not None:
         raise TritongenError("--duration and --requests were both given", "pass one of them")
     if url and not repository.is_dir():

@@ -134,7 +134,10 @@ def progress_line(message: str) -> None:
 
 @contextmanager
 def _interrupts_unwind(meta: dict[str, Any]) -> Iterator[None]:
-    """SIGINT and SIGTERM raise KeyboardInterrupt and are remembered in `meta`; the previous handlers come back after."""
+    """SIGINT and SIGTERM raise KeyboardInterrupt and are remembered in `meta`; the previous handlers come back after.
+
+    Installed even where SIGINT was inherited as ignored (a shell starts background jobs that way, and CI runners and
+    nohup do too): Ctrl-C must stop every command, `serve` above all, whose only way to stop is a signal."""
 
     def interrupt(_signum: int, _frame: Any) -> None:
         meta[_INTERRUPTED] = True

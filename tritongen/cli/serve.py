@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -11,18 +10,7 @@ from typing import Any
 import click
 
 from tritongen.cli import main
-from tritongen.cli.common import common_options, emit_json, progress, stdout_console
-from tritongen.errors import TritongenError
-
-
-def stop_on_sigterm() -> None:
-    """Make SIGTERM (kill, CI timeouts, docker stop) unwind like Ctrl-C, so the server is stopped cleanly."""
-
-    def interrupt(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
-        signal.signal(signal.SIGTERM, interrupt)
+from tritongen.cli.common import common_options, emit_json, progress, stderr_console, stdout_console
 
 
 @main.command("serve")
@@ -41,50 +29,45 @@ def serve_command(repository: Path, models: tuple[str, ...], tritonserver: Path 
                   http_port: int | None, grpc_port: int | None, metrics_port: int | None, timeout_s: float | None,
                   as_json: bool) -> None:
     """Serve REPOSITORY on the embedded tritonserver until Ctrl-C; ONNX models run through the python runner."""
-    from tritongen.server import launch, server_alive
-    from tritongen.server.local import find_tritonserver, free_ports, relevant_log_lines
-    from tritongen.stage import staged_repository
+    from tritongen.server import serve, server_alive
 
-    stop_on_sigterm()
-    install = find_tritonserver(tritonserver)
-    ports = None
-    if http_port or grpc_port or metrics_port:
-        spare = iter(free_ports(3))
-        ports = (http_port or next(spare), grpc_port or next(spare), metrics_port or next(spare))
+    err = stderr_console()
+    ports = (http_port, grpc_port, metrics_port)  # None: a free port
     with contextlib.ExitStack() as stack:
-        staged = stack.enter_context(staged_repository(repository, backends=install.backend_names,
-                                                       models=models or None))
-        if not staged.served:
-            reasons = "; ".join(f"{m.name}: {m.skipped_reason}" for m in staged.models)
-            raise TritongenError(f"no model in '{repository}' can be served by this server ({reasons})",
-                                 "serve it with Docker or a Triton that has those backends")
-        stack.enter_context(staged.naming_original_paths())
         with progress("starting the embedded tritonserver", enabled=not as_json):
-            handle = stack.enter_context(launch(staged.path, "embedded", tritonserver=tritonserver,
-                                                timeout_s=timeout_s, host=host, ports=ports))
-        models_info = [{"name": m.name, "served_by": m.served_by, "skipped_reason": m.skipped_reason}
-                       for m in staged.models]
-        if as_json:
-            emit_json({"ok": True, "server": handle.description, "http_url": handle.http_url,
-                       "grpc_url": handle.grpc_url, "metrics_url": handle.metrics_url, "models": models_info})
-        else:
-            out = stdout_console()
-            out.print(f"Serving {repository} on {handle.description}", markup=False, highlight=False)
-            out.print(f"  HTTP     http://{handle.http_url}   (e.g. curl {handle.http_url}/v2/health/ready)",
-                      markup=False, highlight=False)
-            out.print(f"  gRPC     {handle.grpc_url}", markup=False, highlight=False)
-            out.print(f"  metrics  http://{handle.metrics_url}/metrics", markup=False, highlight=False)
-            for m in staged.models:
-                how = f"served by {m.served_by}" if m.served_by else f"NOT served: {m.skipped_reason}"
-                out.print(f"  model {m.name}: {how}", markup=False, highlight=False)
-            out.print("Press Ctrl-C to stop.", highlight=False)
-        try:
+            served = stack.enter_context(serve(
+                repository, "embedded", models=models or None, tritonserver=tritonserver, timeout_s=timeout_s,
+                host=host, ports=ports, on_warning=lambda msg: err.print(f"warning: {msg}", markup=False)))
+        handle = served.handle
+        try:  # from here on Ctrl-C is the way to stop, not an interruption
+            _print_serving(repository, served, as_json)
             while server_alive(handle):
                 time.sleep(1.0)
         except KeyboardInterrupt:
             if not as_json:
                 stdout_console().print("stopping the server", highlight=False)
             return
-        lines = relevant_log_lines(handle.log())
-        raise TritongenError(f"the server stopped: {lines[-1] if lines else 'no error in its log'}",
-                             "see the server log below", details="\n".join(lines) or None)
+        raise handle.failure("while serving", "see the server log below")
+
+
+def _print_serving(repository: Path, served: Any, as_json: bool) -> None:
+    handle = served.handle
+    models_info = [{"name": m.name, "served_by": m.served_by, "skipped_reason": m.skipped_reason}
+                   for m in served.models]
+    if as_json:
+        emit_json({"ok": True, "server": handle.description, "http_url": handle.http_url,
+                   "grpc_url": handle.grpc_url, "metrics_url": handle.metrics_url, "models": models_info,
+                   "repository_problems": list(served.repository_problems)})
+        return
+    for problem in served.repository_problems:  # served fine from the staged copy, but a deployment would not start
+        stderr_console().print(f"warning: {problem}", markup=False, highlight=False)
+    out = stdout_console()
+    out.print(f"Serving {repository} on {handle.description}", markup=False, highlight=False)
+    out.print(f"  HTTP     http://{handle.http_url}   (e.g. curl {handle.http_url}/v2/health/ready)",
+              markup=False, highlight=False)
+    out.print(f"  gRPC     {handle.grpc_url}", markup=False, highlight=False)
+    out.print(f"  metrics  http://{handle.metrics_url}/metrics", markup=False, highlight=False)
+    for m in served.models:
+        how = f"served by {m.served_by}" if m.served_by else f"NOT served: {m.skipped_reason}"
+        out.print(f"  model {m.name}: {how}", markup=False, highlight=False)
+    out.print("Press Ctrl-C to stop.", highlight=False)

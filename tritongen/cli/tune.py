@@ -10,16 +10,19 @@ import click
 from tritongen.cli import main
 from tritongen.cli.bench import wide_console
 from tritongen.cli.common import common_options, emit_json, progress_line, stderr_console, stdout_console
-from tritongen.cli.serve import stop_on_sigterm
 
 
 @main.command("tune")
 @click.argument("model")
 @click.option("--repository", type=click.Path(path_type=Path), default=Path("model_repository"), show_default=True,
               help="Model repository written by `tritongen build`; the best config is written back into it.")
+@click.option("--server", default="embedded", show_default=True, metavar="embedded|docker",
+              help="The server tritongen starts to tune on: the embedded tritonserver or a Docker container.")
+@click.option("--image", metavar="IMAGE", help="With --server docker: slim, nvidia or an image reference "
+                                               "(default: the one the generated compose file uses).")
 @click.option("--url", metavar="URL",
-              help="Tune on a Triton already running at this HTTP address, started with "
-                   "--model-control-mode=explicit and serving the same repository (default: the embedded server).")
+              help="Tune on a Triton already running at this HTTP address instead, started with "
+                   "--model-control-mode=explicit and serving the same repository.")
 @click.option("--latency-budget-ms", type=click.FloatRange(min=0, min_open=True), metavar="MS",
               help="Highest p99 latency allowed (default: none, maximise throughput).")
 @click.option("--max-trials", type=click.IntRange(min=1), default=20, show_default=True,
@@ -43,24 +46,31 @@ from tritongen.cli.serve import stop_on_sigterm
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), metavar="SECONDS",
               help="How long to wait for the server to be ready (default: 120 s embedded, 10 s for a URL).")
 @common_options
-def tune_command(model: str, repository: Path, url: str | None, latency_budget_ms: float | None, max_trials: int,
+def tune_command(model: str, repository: Path, server: str, image: str | None, url: str | None,
+                 latency_budget_ms: float | None, max_trials: int,
                  time_limit_s: float, concurrency: str, duration_s: float, batch_size: int, lengths: tuple[str, ...],
                  protocol: str, instances: str | None, threads: str | None, dry_run: bool, no_validate: bool,
                  tritonserver: Path | None, timeout_s: float | None, as_json: bool) -> None:
     """Search instances, threads, queue delay, preferred and max batch size of MODEL on a real server; write the best
     config back to MODEL/config.pbtxt (the previous one kept as config.pbtxt.bak-TIMESTAMP) and validate it."""
     from tritongen.bench import LoadSettings, parse_concurrencies, parse_lengths
+    from tritongen.errors import TritongenError
+    from tritongen.server import starts_server
     from tritongen.tune import tune_model
 
-    stop_on_sigterm()
+    if not starts_server(server):
+        raise TritongenError(f"--server {server}: tune starts the embedded server or Docker",
+                             "pass --url URL to tune on a Triton already running")
+    if url and server != "embedded":
+        raise TritongenError(f"--url and --server {server} were both given", "pass one of them")
     err = stderr_console()
     report = tune_model(
-        repository, model, server=url or "embedded", latency_budget_ms=latency_budget_ms, max_trials=max_trials,
+        repository, model, server=url or server, latency_budget_ms=latency_budget_ms, max_trials=max_trials,
         time_limit_s=time_limit_s, concurrencies=parse_concurrencies(concurrency),
         settings=LoadSettings(protocol=protocol, duration_s=duration_s), batch_size=batch_size,
         lengths=parse_lengths(lengths), instances=parse_concurrencies(instances, "--instances") if instances else None,
         threads=parse_concurrencies(threads, "--threads") if threads else None,
-        write=not dry_run, validate=not no_validate, tritonserver=tritonserver, timeout_s=timeout_s,
+        write=not dry_run, validate=not no_validate, tritonserver=tritonserver, image=image, timeout_s=timeout_s,
         on_trial=lambda t: err.print(trial_line(t), markup=False, highlight=False),
         on_progress=progress_line)
     if as_json:

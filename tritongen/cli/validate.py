@@ -9,7 +9,6 @@ import click
 
 from tritongen.cli import main
 from tritongen.cli.common import EXIT_FAILED, common_options, emit_json, stderr_console, stdout_console
-from tritongen.cli.serve import stop_on_sigterm
 
 
 @main.command("validate")
@@ -33,7 +32,6 @@ def validate_command(repository: Path, models: tuple[str, ...], server: str, pro
     dynamic batching, bad requests. Exit code 0 only when every model passed."""
     from tritongen.validate import validate_repository
 
-    stop_on_sigterm()
     err = stderr_console()
     report = validate_repository(
         repository, models=models or None, server=server,
@@ -53,6 +51,9 @@ def print_report(report: object) -> None:
     assert isinstance(report, ValidationReport)
     out = stdout_console()
     out.print(f"Validated on {report.server}", highlight=False, markup=False)
+    for problem in report.repository_problems:
+        out.print("[red]✗[/] [bold]repository[/]  ", end="", highlight=False)
+        out.print(problem, markup=False, highlight=False)
     for m in report.models:
         mark = "[green]✓[/]" if m.passed else "[red]✗[/]"
         version = f" v{m.version}" if m.version is not None else ""
@@ -88,8 +89,11 @@ def print_report(report: object) -> None:
     failed = [m for m in report.models if not m.passed]
     if report.passed:
         out.print(f"[bold green]PASSED[/]: {len(report.models)} model(s)", highlight=False)
-    else:
+    elif failed:
         out.print(f"[bold red]FAILED[/]: {len(failed)} of {len(report.models)} model(s) did not pass", highlight=False)
+    else:
+        out.print("[bold red]FAILED[/]: every model passed, but a real tritonserver would not start on this "
+                  "repository (see above)", highlight=False)
 
 
 def _ok(passed: bool) -> str:

@@ -18,6 +18,7 @@ PROTOCOLS = ("http", "grpc")
 Feeds = Mapping[str, np.ndarray]
 Outputs = dict[str, np.ndarray]
 DEFAULT_TIMEOUT_S = 60.0
+_CLIENT_CODES = ("INVALID_ARGUMENT", "NOT_FOUND", "OUT_OF_RANGE", "FAILED_PRECONDITION", "UNIMPLEMENTED")
 
 
 class TritonRequestError(TritongenError):
@@ -27,6 +28,12 @@ class TritonRequestError(TritongenError):
         super().__init__(message, hint)
         self.server_message = server_message
         self.status = status
+
+    @property
+    def client_fault(self) -> bool:
+        """The server says the request is wrong (HTTP 4xx, gRPC INVALID_ARGUMENT and kin), not that it failed."""
+        status = self.status or ""
+        return status.startswith("4") or any(code in status for code in _CLIENT_CODES)
 
 
 class TritonUnavailableError(TritongenError):

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
+import socket
 import sys
 import time
 import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tritongen.errors import TritongenError
-from tritongen.server.base import ServerHandle
+from tritongen.server.base import ServerFlags, ServerHandle
+from tritongen.server.logs import relevant_log_lines, start_failure_reason
+from tritongen.server.logs import tail as log_tail
+from tritongen.server.processes import Watchdog, process_exists, watchdog
+from tritongen.server.url import open_url
 
 if TYPE_CHECKING:
     import docker
@@ -25,10 +28,10 @@ DEFAULT_START_TIMEOUT_S = 120.0
 CREATE_GRACE_S = 5.0  # how long a create call cut short by Ctrl-C may take to show its container
 # Every container tritongen starts carries this label, so that leftovers can be found (and tests can check).
 LABEL = "tritongen"
+# host:pid of the tritongen process that started a container: one whose owner is gone is removed by the next launch.
+OWNER_LABEL = f"{LABEL}.owner"
 CONTAINER_REPOSITORY = "/models"
 _CONTAINER_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
-# Log lines that look like errors but are harmless without a GPU.
-_NOISE = re.compile(r"CudaDriverHelper|NVML|DCGM|pinned memory|CUDA driver|cuda_memory_manager|GPU metrics", re.I)
 _DOCKER_HINT = "install Docker and start its engine (`dockerd`), or set DOCKER_HOST to a reachable engine"
 _EMBEDDED_HINT = "; or validate without Docker: --server embedded"
 
@@ -82,11 +85,15 @@ def launch_docker(
     shm_size: str | None = None,
     gpus: bool | None = None,
     client: docker.DockerClient | None = None,
+    flags: ServerFlags | None = None,
+    guard: Watchdog | None = None,
+    purpose: str = "serve",
 ) -> Iterator[ServerHandle]:
     """Serve `repository` from a Triton container for the duration of the block; always remove the container.
 
     `image`: None (the image the generated compose file would use), "slim", "nvidia", or an image reference.
     `gpus`: None requests all GPUs when a model needs one (KIND_GPU, TensorRT); True/False force it.
+    `flags`: tritonserver's model control and extra flags, as for the embedded server. `purpose` labels the container.
     Ports are published on 127.0.0.1 at free ports that Docker picks.
     """
     from tritongen.deploy import SHM_SIZE, choose_image, needs_of_repository
@@ -98,47 +105,108 @@ def launch_docker(
     timeout = DEFAULT_START_TIMEOUT_S if timeout_s is None else timeout_s
     client = client or docker_client(alternative=_EMBEDDED_HINT)
     require_image(client, choice.ref)
-
-    container: Container | None = None
+    sweep_containers(client)
     # Named up front: a Ctrl-C that lands after the engine created the container but before the SDK call
     # returned leaves no Container object, and the name still finds it for removal.
-    name = f"tritongen-validate-{uuid.uuid4().hex[:12]}"
+    name = f"tritongen-serve-{uuid.uuid4().hex[:12]}"
     final_log: list[str] = []  # the log as the container was removed, for log() calls after the block
+    engine = _engine_socket()
+    with watchdog(guard) as dog:
+        if engine:  # a tritongen killed with SIGKILL cannot remove it: its watchdog does
+            dog.guard_container(engine, name)
+        try:
+            with removed_after(client, name, keep_log=final_log.append) as slot:
+                container = _create_container(client, name, repository, choice.ref, shm_size or SHM_SIZE, want_gpus,
+                                              flags or ServerFlags(), purpose)
+                slot.created(container)
+                _start(container, choice.ref, want_gpus)
+                ports = _published_ports(container)
+                handle = ServerHandle(
+                    kind="docker",
+                    http_url=f"127.0.0.1:{ports['http']}",
+                    grpc_url=f"127.0.0.1:{ports['grpc']}",
+                    metrics_url=f"127.0.0.1:{ports['metrics']}",
+                    log=lambda: final_log[0] if final_log else _logs(container),
+                    description=f"{choice.ref} ({choice.kind} image: {choice.reason}), container {container.short_id}",
+                    exit_status=lambda: None if final_log else _exit_status(container),
+                )
+                _wait_ready(container, handle.http_url, timeout, choice.ref)
+                yield handle
+        finally:
+            if engine:  # removed (or never created): nothing left for the watchdog
+                dog.forget_container(engine, name)
 
-    def log() -> str:
-        return final_log[0] if final_log else _logs(container)
 
-    creating = True  # until the engine has answered the create call
+class ContainerSlot:
+    """A container being created under a known name (see `removed_after`)."""
+
+    def __init__(self) -> None:
+        self.container: Container | None = None
+        self.creating = True  # until the engine has answered the create call
+
+    def created(self, container: Container) -> None:
+        self.container, self.creating = container, False
+
+
+@contextlib.contextmanager
+def removed_after(client: docker.DockerClient, name: str,
+                  keep_log: Callable[[str], None] | None = None) -> Iterator[ContainerSlot]:
+    """Remove the container called `name` when the block ends, on every path: errors, Ctrl-C, and a Ctrl-C that
+    lands while the engine is still creating it. `keep_log` receives its log just before it goes."""
+    slot = ContainerSlot()
     try:
-        container = _create_container(client, name, repository, choice.ref, shm_size or SHM_SIZE, want_gpus)
-        creating = False
-        _start(container, choice.ref, want_gpus)
-        ports = _published_ports(container)
-        handle = ServerHandle(
-            kind="docker",
-            http_url=f"127.0.0.1:{ports['http']}",
-            grpc_url=f"127.0.0.1:{ports['grpc']}",
-            metrics_url=f"127.0.0.1:{ports['metrics']}",
-            log=log,
-            description=f"{choice.ref} ({choice.kind} image: {choice.reason}), container {container.short_id}",
-        )
-        _wait_ready(container, handle.http_url, timeout, choice.ref)
-        yield handle
+        yield slot
     finally:
         # Also on KeyboardInterrupt and on errors in the block: a container left running holds ports and memory.
         pending = sys.exc_info()[1]
+        container = slot.container
         if container is None:
             # Interrupted while the engine was creating it (not refused: that is a TritongenError): the engine goes on
             # and the container can appear after the aborted call, so look for it a little while.
-            late = creating and not isinstance(pending, TritongenError)
+            late = slot.creating and not isinstance(pending, TritongenError)
             container = _find(client, name, wait_s=CREATE_GRACE_S if late else 0.0)
         if container is not None:
-            final_log.append(_logs(container))
+            if keep_log is not None:
+                keep_log(_logs(container))
             _remove(container, pending=pending)
 
 
+def sweep_containers(client: docker.DockerClient) -> list[str]:
+    """Remove containers that a tritongen on this machine started and could not remove (it was killed)."""
+    import docker
+
+    host = socket.gethostname()
+    removed = []
+    with contextlib.suppress(docker.errors.DockerException):
+        for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
+            owner_host, _, owner_pid = str(container.labels.get(OWNER_LABEL, "")).rpartition(":")
+            if owner_host == host and owner_pid.isdigit() and not process_exists(int(owner_pid)):
+                with contextlib.suppress(docker.errors.DockerException):
+                    container.remove(force=True, v=True)
+                    removed.append(container.name)
+    return removed
+
+
+def _engine_socket() -> str | None:
+    """The unix socket of the Docker engine, where that is how it is reached (the watchdog speaks only that)."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    return host.removeprefix("unix://") if host.startswith("unix://") else None
+
+
+def _exit_status(container: Container) -> str | None:
+    try:
+        container.reload()
+    except Exception:  # gone already: it ended
+        return "was removed"
+    if container.status not in ("exited", "dead"):
+        return None
+    state = container.attrs.get("State", {})
+    return f"exited with code {state.get('ExitCode')}" + (" (out of memory)" if state.get("OOMKilled") else "")
+
+
 def _create_container(
-    client: docker.DockerClient, name: str, repository: Path, image: str, shm_size: str, gpus: bool
+    client: docker.DockerClient, name: str, repository: Path, image: str, shm_size: str, gpus: bool,
+    flags: ServerFlags, purpose: str,
 ) -> Container:
     import docker
 
@@ -150,16 +218,17 @@ def _create_container(
             command=[
                 "tritonserver",
                 f"--model-repository={CONTAINER_REPOSITORY}",
-                "--model-control-mode=none",
                 # Serve what we wrote: auto-complete would fill in batching and hide config mistakes.
                 "--disable-auto-complete-config",
+                *flags.args(),
             ],
             # Docker picks free host ports: no race between choosing a port and binding it.
             ports={f"{port}/tcp": ("127.0.0.1", None) for port in _CONTAINER_PORTS.values()},
             volumes=_volumes(repository),
             shm_size=shm_size,
             device_requests=device_requests,
-            labels={LABEL: "1", f"{LABEL}.purpose": "validate", f"{LABEL}.repository": str(repository)},
+            labels={LABEL: "1", f"{LABEL}.purpose": purpose, f"{LABEL}.repository": str(repository),
+                    OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"},
             detach=True,
         )
     except docker.errors.APIError as exc:
@@ -228,10 +297,11 @@ def _wait_ready(container: Container, http_url: str, timeout_s: float, image: st
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            with urllib.request.urlopen(f"http://{http_url}/v2/health/ready", timeout=2) as response:
+            # Not through an HTTP(S)_PROXY of the environment: the server is on this machine.
+            with open_url(f"http://{http_url}/v2/health/ready", timeout_s=2) as response:
                 if response.status == 200:
                     return
-        except (urllib.error.URLError, OSError):
+        except (urllib.error.URLError, OSError, ValueError):
             pass  # not listening yet, or 400 (not ready) while models load
         container.reload()
         if container.status in ("exited", "dead"):
@@ -253,9 +323,8 @@ def _wait_ready(container: Container, http_url: str, timeout_s: float, image: st
 
 
 def _failed_models(log: str) -> str:
-    # Triton logs "failed to load 'name' version 1: <reason>" for each model that did not load.
-    names = sorted(set(re.findall(r"failed to load '([^']+)'", log)))
-    return f": model(s) {', '.join(names)} failed to load" if names else ""
+    reason, names_model = start_failure_reason(relevant_log_lines(log))
+    return f": {reason}" if names_model else ""
 
 
 def _logs(container: Container | None) -> str:
@@ -268,16 +337,13 @@ def _logs(container: Container | None) -> str:
 
 
 def _explain(log: str) -> str:
-    """The lines of the server log that say why it failed (the embedded launcher's selection), else its tail."""
-    from tritongen.server.local import relevant_log_lines
-
+    """The lines of the server log that say why it failed (as for the embedded server), else its tail."""
     picked = relevant_log_lines(log)
     return "\n".join(picked) if picked else _tail(log)
 
 
 def _tail(log: str, lines: int = 40) -> str:
-    kept = [line for line in log.splitlines() if not _NOISE.search(line)]
-    return "\n".join(kept[-lines:])
+    return log_tail(log, lines)
 
 
 def _find(client: docker.DockerClient, name: str, wait_s: float = 0.0) -> Container | None:
@@ -317,32 +383,3 @@ def _remove(container: Container, pending: BaseException | None = None) -> None:
 def _short(exc: BaseException) -> str:
     text: Any = getattr(exc, "explanation", None) or str(exc)
     return str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__
-
-
-class ContainerSlot:
-    """The container a `removed_when_done` block creates: set `container` once the create call returns."""
-
-    def __init__(self) -> None:
-        self.container: Container | None = None
-        self.final_log = ""  # the log as the container was removed
-
-
-@contextlib.contextmanager
-def removed_when_done(client: docker.DockerClient, name: str) -> Iterator[ContainerSlot]:
-    """Remove the container called `name` when the block ends, however it ends (error, timeout, Ctrl-C).
-
-    The launcher's cleanup, for one-off containers: a Ctrl-C that lands after the engine created the container
-    but before the SDK call returned leaves no Container object, so the block names it and it is found by name.
-    """
-    slot = ContainerSlot()
-    try:
-        yield slot
-    finally:
-        pending = sys.exc_info()[1]
-        container = slot.container
-        if container is None:
-            late = not isinstance(pending, TritongenError)  # refused creations are TritongenErrors: nothing to wait for
-            container = _find(client, name, wait_s=CREATE_GRACE_S if late and pending is not None else 0.0)
-        if container is not None:
-            slot.final_log = _logs(container)
-            _remove(container, pending=pending)

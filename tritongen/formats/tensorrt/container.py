@@ -1,6 +1,6 @@
 """One-off containers for TensorRT work (building a plan, looking inside an image): run to completion, always removed.
 
-Through the Docker SDK with the Docker launcher's cleanup (`tritongen.server.docker.removed_when_done`): every
+Through the Docker SDK with the Docker launcher's cleanup (`tritongen.server.docker.removed_after`): every
 container is named and labelled, and removed whether the command finished, failed, timed out or was interrupted,
 so no `docker run` is left behind when tritongen stops waiting for it.
 """
@@ -56,18 +56,18 @@ def run_to_completion(image: str, command: Sequence[str], *, timeout_s: float, p
     """
     import docker
 
-    from tritongen.server.docker import LABEL, docker_client, removed_when_done, require_image
+    from tritongen.server.docker import LABEL, docker_client, removed_after, require_image
 
     client = client or docker_client()
     require_image(client, image, hint="docker pull it first (nvcr.io needs `docker login nvcr.io`), or check the tag")
     name = "tritongen-" + purpose.lower().replace(" ", "-") + f"-{uuid.uuid4().hex[:12]}"
     volumes = {str(Path(mount[0]).resolve()): {"bind": mount[1], "mode": "rw"}} if mount else None
-    with removed_when_done(client, name) as slot:
+    with removed_after(client, name) as slot:
         try:
-            slot.container = client.containers.create(
+            slot.created(client.containers.create(
                 image, list(command), name=name, entrypoint=entrypoint, user=user or None,
                 environment=dict(environment or {}), working_dir=working_dir, volumes=volumes,
-                device_requests=gpu_requests(gpus), labels={LABEL: "1", f"{LABEL}.purpose": purpose}, detach=True)
+                device_requests=gpu_requests(gpus), labels={LABEL: "1", f"{LABEL}.purpose": purpose}, detach=True))
             slot.container.start()
         except docker.errors.APIError as exc:
             text = str(getattr(exc, "explanation", None) or exc)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from pathlib import Path
 
 import pytest
 
 from tritongen.errors import TritongenError
-from tritongen.stage import PYTHON_RUNNER, read_config, select_models, stage_repository, staged_repository
+from tritongen.server.stage import PYTHON_RUNNER, read_config, select_models, stage_repository, staged_repository
 
 ONNX_CONFIG = """name: "clf"
 platform: "onnxruntime_onnx"
@@ -22,14 +25,18 @@ parameters { key: "intra_op_num_threads" value { string_value: "1" } }
 """
 
 
-def write_model(repository: Path, name: str, config: str, files: dict[str, bytes]) -> Path:
-    version = repository / name / "1"
-    version.mkdir(parents=True)
+def write_model(repository: Path, name: str, config: str, files: dict[str, bytes], version: int = 1) -> Path:
+    """A model version as `build` writes it: its files, and a manifest listing each with its sha256."""
+    version_dir = repository / name / str(version)
+    version_dir.mkdir(parents=True)
     (repository / name / "config.pbtxt").write_text(config)
     for filename, data in files.items():
-        (version / filename).parent.mkdir(parents=True, exist_ok=True)
-        (version / filename).write_bytes(data)
-    return version
+        (version_dir / filename).parent.mkdir(parents=True, exist_ok=True)
+        (version_dir / filename).write_bytes(data)
+    artifacts = {k: hashlib.sha256(v).hexdigest() for k, v in files.items() if not k.startswith("tritongen/")}
+    (version_dir / "tritongen").mkdir(exist_ok=True)
+    (version_dir / "tritongen" / "manifest.json").write_text(json.dumps({"artifacts": artifacts}))
+    return version_dir
 
 
 @pytest.fixture
@@ -96,3 +103,38 @@ def test_a_config_that_does_not_parse_names_its_file(repository: Path) -> None:
     (repository / "py" / "config.pbtxt").write_text("max_batch_sise: 3")
     with pytest.raises(TritongenError, match="py/config.pbtxt is not a valid Triton model config"):
         read_config(repository / "py")
+
+
+def test_a_planted_model_py_next_to_an_onnx_model_is_never_linked(repository: Path, tmp_path: Path) -> None:
+    (repository / "clf" / "1" / "model.py").write_text("open('/tmp/pwned', 'w')\n")
+    staged = stage_repository(repository, tmp_path / "staged", backends={"python"})
+    clf = staged.model("clf")
+    assert clf.served_by is None and "clf/1/model.py was not written by the build" in clf.problems[0]
+    assert not (staged.path / "clf").exists()
+
+
+def test_a_python_model_whose_files_changed_after_the_build_is_refused(repository: Path, tmp_path: Path) -> None:
+    (repository / "py" / "1" / "model.py").write_text("# edited\n")
+    (repository / "py" / "1" / "model.onnx").unlink()
+    py = stage_repository(repository, tmp_path / "staged", backends={"python"}).model("py")
+    assert py.served_by is None and not (tmp_path / "staged" / "py").exists()
+    assert [p.rsplit("/", 2)[-1] for p in py.problems] == ["model.onnx is missing",
+                                                          "model.py changed after the build (its sha256 is not the "
+                                                          "one in the manifest)"]
+
+
+def test_only_the_served_versions_and_the_files_the_manifest_lists_are_staged(repository: Path, tmp_path: Path) -> None:
+    write_model(repository, "py", (repository / "py" / "config.pbtxt").read_text(),
+                {"model.py": b"# v2", "model.onnx": b"graph2"}, version=2)
+    (repository / "py" / "config.pbtxt.bak-1").write_text("old")
+    (repository / "py" / "1" / "__pycache__").mkdir()  # Python's, next to an imported model.py: not the build's
+    staged = stage_repository(repository, tmp_path / "staged", backends={"python"})
+    assert staged.model("py").served_by == "python backend"
+    assert sorted(p.name for p in (staged.path / "py").iterdir()) == ["2", "config.pbtxt"]
+    assert sorted(p.name for p in (staged.path / "py" / "2").iterdir()) == ["model.onnx", "model.py", "tritongen"]
+
+
+def test_the_staging_folder_is_named_after_its_owner(repository: Path) -> None:
+    with staged_repository(repository, backends={"python"}) as staged:
+        assert staged.path.parent.name.startswith(f"tritongen-stage-{os.getpid()}-")
+    assert not staged.path.exists()

@@ -1,7 +1,9 @@
-"""Staging a repository for a server with fewer backends: ONNX models served by the python runner, others skipped.
+"""Staging: the copy of a repository that a server is given. Only what `build` wrote and the manifest vouches for is
+in it; ONNX models become python-runner models on a server without the onnxruntime backend; models no backend of
+the server can serve are left out, with the reason.
 
-The staged copy is a directory of symlinks to the original files plus rewritten configs, so nothing big is copied
-and the original repository is never touched.
+The staged copy is a directory of symlinks to the original files plus rewritten configs and rendered model.py
+files, so nothing big is copied and the original repository is never touched.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from tritongen.errors import TritongenError
-from tritongen.repository import models_in
+from tritongen.repository import CONFIG, META_DIR, models_in, read_manifest
+from tritongen.server.checks import artifact_problems, served_versions
+from tritongen.server.processes import STAGING_DIR, owned_name
 
 PYTHON_RUNNER = "python-runner (onnxruntime backend not in this server)"
 # Platforms name their backend implicitly; Triton maps them like this.
@@ -35,9 +40,11 @@ class StagedModel:
     """How one model of the original repository is (or is not) served by the staged one."""
 
     name: str
-    served_by: str | None  # None when skipped
+    served_by: str | None  # None when left out: skipped (no backend) or refused (files not as built)
     skipped_reason: str | None = None
     onnx_filename: str | None = None  # set when the python runner wraps an ONNX file
+    config: Any = None  # the config the server is given (parsed), when served
+    problems: tuple[str, ...] = ()  # why it is refused: its files differ from what the build wrote
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,7 @@ class StagedRepository:
 
 def read_config(model_dir: Path) -> model_config_pb2.ModelConfig:
     """Parse `<model>/config.pbtxt` with Triton's own schema."""
-    path = model_dir / "config.pbtxt"
+    path = model_dir / CONFIG
     try:
         return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
     except OSError as exc:
@@ -102,49 +109,81 @@ def backend_of(config: model_config_pb2.ModelConfig) -> str:
 
 
 def served_by(config: model_config_pb2.ModelConfig) -> str:
-    """How a config is served when the server has its backend."""
+    """How a config is served when the server has its backend (also the wording for a server we did not start)."""
     return f"{backend_of(config)} backend"
 
 
-def stage_repository(repository: Path, dest: Path, *, backends: Iterable[str],
+def verify_model(model_dir: Path, config: Any) -> list[str]:
+    """Problems with the served versions' files (see `artifact_problems`); no version at all is one too."""
+    versions = served_versions(model_dir, config)
+    if not versions:
+        return [f"{model_dir} has no version directory"]
+    return [p for v in versions for p in artifact_problems(model_dir / str(v))]
+
+
+def stage_repository(repository: Path, dest: Path, *, backends: Iterable[str] | None,
                      models: Sequence[str] | None = None) -> StagedRepository:
-    """Write into `dest` a repository the server with `backends` can load, and say how each model is served."""
-    available = frozenset(backends)
+    """Write into `dest` a repository the server with `backends` (None: every backend) can load, and say how each
+    model is served. Models whose files are not the ones the build wrote are refused (left out, with the problems)."""
+    available = None if backends is None else frozenset(backends)
     repository = repository.resolve()
     dest.mkdir(parents=True, exist_ok=True)
     staged: list[StagedModel] = []
     for name in select_models(repository, models):
-        config = read_config(repository / name)
+        source = repository / name
+        config = read_config(source)
         backend = backend_of(config)
-        if backend in available or backend == "ensemble":
-            _link_entries(repository / name, dest / name)
-            staged.append(StagedModel(name, served_by(config)))
-        elif backend == "onnxruntime" and "python" in available:
-            staged.append(_stage_onnx_as_python(repository / name, dest / name, config))
-        else:
-            have = ", ".join(sorted(available)) or "none"
+        servable = available is None or backend in available or backend == "ensemble"
+        runner = not servable and backend == "onnxruntime" and "python" in (available or ())
+        if not (servable or runner):
+            have = ", ".join(sorted(available or ())) or "none"
             staged.append(StagedModel(name, None, f"needs the {backend} backend, which this server does not have "
-                                                   f"(it has: {have}); serve it with --server docker or a full Triton"))
+                                                  f"(it has: {have}); serve it with --server docker or a full Triton"))
+            continue
+        problems = verify_model(source, config) if backend != "ensemble" else []
+        if problems:
+            staged.append(StagedModel(name, None, problems=tuple(problems)))
+        elif runner:
+            staged.append(_stage_onnx_as_python(source, dest / name, config))
+        else:
+            _link_model(source, dest / name, config)
+            staged.append(StagedModel(name, served_by(config), config=config))
     return StagedRepository(dest, tuple(staged), repository)
 
 
 @contextlib.contextmanager
-def staged_repository(repository: str | Path, *, backends: Iterable[str],
+def staged_repository(repository: str | Path, *, backends: Iterable[str] | None,
                       models: Sequence[str] | None = None) -> Iterator[StagedRepository]:
-    """`stage_repository` into a temporary directory that is removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="tritongen-stage-") as tmp:
+    """`stage_repository` into a temporary directory that is removed afterwards (named after this process, so that
+    the folder of a killed run can be swept)."""
+    with tempfile.TemporaryDirectory(prefix=owned_name(STAGING_DIR)) as tmp:
         yield stage_repository(Path(repository), Path(tmp) / "repository", backends=backends, models=models)
 
 
-def _link_entries(source: Path, dest: Path) -> None:
-    # A real directory of linked entries: files can be added (model.py) without touching the original.
+def _link_model(source: Path, dest: Path, config: Any, *, config_text: str | None = None,
+                skip: Sequence[str] = ()) -> list[Path]:
+    """The model's config (linked, or `config_text`) and its served versions: each a real folder holding links to
+    the files the manifest lists and to tritongen/, nothing else. Returns the staged version folders."""
     dest.mkdir(parents=True)
-    for entry in source.iterdir():
-        (dest / entry.name).symlink_to(entry)
+    if config_text is None:
+        (dest / CONFIG).symlink_to(source / CONFIG)
+    else:
+        (dest / CONFIG).write_text(config_text)
+    staged = []
+    for version in served_versions(source, config):
+        version_dir, target = source / str(version), dest / str(version)
+        target.mkdir()
+        names = [n for n in read_manifest(version_dir)["artifacts"] if n not in skip]
+        for name in [*names, META_DIR]:
+            if (version_dir / name).exists():
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
+                (target / name).symlink_to(version_dir / name)
+        staged.append(target)
+    return staged
 
 
 def _stage_onnx_as_python(source: Path, dest: Path, config: model_config_pb2.ModelConfig) -> StagedModel:
-    from tritongen.formats.python import write_python_model
+    from tritongen.formats.python import MODEL_PY, write_python_model
 
     onnx_filename = config.default_model_filename or "model.onnx"
     python_config = model_config_pb2.ModelConfig()
@@ -154,15 +193,9 @@ def _stage_onnx_as_python(source: Path, dest: Path, config: model_config_pb2.Mod
     python_config.backend = "python"
     python_config.ClearField("default_model_filename")
     python_config.ClearField("cc_model_filenames")
-    dest.mkdir(parents=True)
-    for entry in source.iterdir():
-        if entry.name == "config.pbtxt":
-            continue
-        if entry.is_dir() and entry.name.isdigit():
-            _link_entries(entry, dest / entry.name)
-            if (entry / onnx_filename).exists():
-                write_python_model(dest / entry.name, onnx_filename=onnx_filename)
-        else:
-            (dest / entry.name).symlink_to(entry)
-    (dest / "config.pbtxt").write_text(text_format.MessageToString(python_config))
-    return StagedModel(source.name, PYTHON_RUNNER, onnx_filename=onnx_filename)
+    # model.py is rendered here, never linked: an ONNX model's version has none the build vouches for.
+    for version_dir in _link_model(source, dest, config, config_text=text_format.MessageToString(python_config),
+                                   skip=(MODEL_PY,)):
+        if (version_dir / onnx_filename).exists():
+            write_python_model(version_dir, onnx_filename=onnx_filename)
+    return StagedModel(source.name, PYTHON_RUNNER, onnx_filename=onnx_filename, config=python_config)
