@@ -1,3 +1,3 @@
-from tritongen.cli import main
+from tritongen.entry import run
 
-main()
+run()

@@ -169,3 +169,28 @@ def test_ctrl_c_during_export_always_exits_130_and_installs_nothing(tmp_path):
         left = sorted(p.name for p in repo.iterdir()) if repo.exists() else []
         outcomes.append((delay, process.returncode, left, stderr.strip()[-200:]))
     assert [(d, code, left) for d, code, left, _ in outcomes] == [(d, 130, []) for d, *_ in outcomes], outcomes
+
+
+def test_an_error_message_with_brackets_prints_as_written(tmp_path, cli):
+    # Paths and names are the user's data: "[/x]" in them is not console markup (it used to end in a traceback).
+    missing = tmp_path / "runs[/best]" / "model.pt"
+    result = cli("build", missing, "--input", "x:4:fp32")
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    (line,) = error_lines(result.stderr)
+    assert "runs[/best]" in line
+
+
+def test_ctrl_c_while_the_commands_are_imported_ends_quietly():
+    # The console script's entry point: an interrupt before any command runs still gives one line and exit 130.
+    code = ("import signal, sys, builtins\n"
+            "real = builtins.__import__\n"
+            "def interrupted(name, *a, **k):\n"
+            "    if name == 'tritongen.cli':\n"
+            "        raise KeyboardInterrupt\n"
+            "    return real(name, *a, **k)\n"
+            "builtins.__import__ = interrupted\n"
+            "sys.argv = ['tritongen', '--help']\n"
+            "from tritongen.entry import run\n"
+            "run()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 130 and result.stderr == "error: interrupted\n", result.stderr

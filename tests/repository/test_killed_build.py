@@ -48,10 +48,11 @@ def kill_mid_build(process: subprocess.Popen[str], home: Path, sig: signal.Signa
 
 def serves(repository: Path, versions: list[int]) -> None:
     """A real tritonserver starts on the repository, strict and failing on any error, and serves these versions."""
+    from tritongen.server import ServerFlags
     from tritongen.server.local import launch_local
 
-    with launch_local(repository, extra_args=("--exit-on-error=true", "--strict-model-config=true"),
-                      timeout_s=120) as handle:
+    strict = ServerFlags(extra_args=("--exit-on-error=true", "--strict-model-config=true"))
+    with launch_local(repository, flags=strict, timeout_s=120) as handle:
         for v in versions:
             url = f"http://{handle.http_url}/v2/models/two/versions/{v}/ready"
             with urllib.request.urlopen(url, timeout=10) as response:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from tritongen.errors import TritongenError
 
@@ -82,7 +83,8 @@ def fail(exc: TritongenError, as_json: bool, code: int = EXIT_USAGE) -> None:
     if as_json:
         payload = {"ok": False, "error": exc.message, "hint": exc.hint, "details": exc.details}
         click.echo(json.dumps(payload))
-    _stderr.print(f"[red]error:[/] {exc.one_line()}", soft_wrap=True, markup=True, emoji=False, highlight=False)
+    # The message is the user's data (paths, names, log lines): escaped, so "[/x]" in it prints as written.
+    _stderr.print(f"[red]error:[/] {escape(exc.one_line())}", soft_wrap=True, markup=True, emoji=False, highlight=False)
     if exc.details:
         _stderr.print(exc.details, markup=False, soft_wrap=True)
     sys.exit(code)
@@ -95,7 +97,7 @@ def fail_unexpected(exc: Exception, step: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"ok": False, "error": message, "hint": BUG_HINT, "details": None, "step": step,
                                "exception": type(exc).__name__}))
-    _stderr.print(f"[red]error:[/] {message}; {BUG_HINT}", markup=True, soft_wrap=True, emoji=False, highlight=False)
+    _stderr.print(f"[red]error:[/] {escape(message)}; {BUG_HINT}", markup=True, soft_wrap=True, emoji=False, highlight=False)
     sys.exit(EXIT_BUG)
 
 
