@@ -248,7 +248,8 @@ def _parse_value_range(text: str, part: str, dtype: DType) -> tuple[int, int]:
     m = re.fullmatch(r"(-?\d+)-(-?\d+)", part)
     if not m or dtype.is_float or dtype.short == "bool":
         raise TritongenError(f"malformed --input '{text}': value range '{part}' is not LOW-HIGH for an integer input, "
-                             f"nor a role ({', '.join(ROLES)})", "e.g. --input tokens:seq:int64:0-999 or --input mask:seq:int64:mask")
+                             f"nor a role ({', '.join(ROLES)})",
+                             "e.g. --input tokens:seq:int64:0-999 or --input mask:seq:int64:mask")
     low, high = int(m.group(1)), int(m.group(2))
     if low > high:
         raise TritongenError(f"--input '{text}': the value range {low}-{high} is empty (LOW is above HIGH)",
