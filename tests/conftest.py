@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from click.testing import CliRunner
 from tests import models
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Nothing in the tests may reach the Hugging Face hub (huggingface_hub reads this when it is first imported).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def save_checkpoint(module: torch.nn.Module, path: Path, kind: str = "state_dict",

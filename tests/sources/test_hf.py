@@ -209,3 +209,36 @@ def test_a_task_whose_head_the_folder_lacks_is_refused(hf_builds: HfBuilds, tmp_
         build_model(BuildOptions(checkpoint=hf_builds.sources["wav2vec2"], task="audio-classification",
                                  repository=tmp_path / "repo", deploy=False))
     assert "has no weights for" in err.value.message and "which would answer at random" in err.value.message
+
+
+class Payload:
+    """Unpickling this creates the marker file: what a hostile pytorch_model.bin would run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.slow
+def test_pytorch_model_bin_is_read_without_running_pickle_code(tmp_path: Path) -> None:
+    from transformers import BertConfig, BertModel
+
+    from tritongen.checkpoint import load_checkpoint
+
+    model = BertModel(BertConfig(vocab_size=200, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                 intermediate_size=128, max_position_embeddings=64)).eval()
+    path = tmp_path / "bin"
+    model.config.save_pretrained(str(path))
+    torch.save(model.state_dict(), path / "pytorch_model.bin")
+    loaded = load_checkpoint(path)
+    assert loaded.how == "BertModel (feature-extraction) from pytorch_model.bin"
+    assert loaded.source["weights_format"] == "pytorch_model.bin"
+    marker = tmp_path / "pwned"
+    torch.save({"embeddings.word_embeddings.weight": Payload(marker)}, path / "pytorch_model.bin")
+    with pytest.raises(TritongenError, match="transformers cannot load"):
+        load_checkpoint(path)
+    assert not marker.exists()
