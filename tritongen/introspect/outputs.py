@@ -8,6 +8,7 @@ it does not.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -119,6 +120,7 @@ class BoundModel:
             "-1)), or pass a --max-batch-size it runs at (0 for a model that cannot batch)")
 
 
+@functools.cache
 def _selected_module_class() -> type:
     import torch
 
