@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from click.testing import CliRunner
 from tests import models
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Nothing in the tests may reach the Hugging Face hub (huggingface_hub reads this when it is first imported).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def save_checkpoint(module: torch.nn.Module, path: Path, kind: str = "state_dict",
@@ -81,3 +84,61 @@ def cnn_checkpoint(tmp_path: Path) -> Path:
 
 
 CNN_ARGS = ("--model-class", "tests.models:SmallCNN", "--input", "image:3x32x32:fp32", "--no-deploy")
+
+
+@dataclass
+class HfBuilds:
+    """The tiny Hugging Face models (tests/hf_models.py) and a safetensors model, built once into one repository."""
+
+    repository: Path
+    sources: dict[str, Path]  # model name -> what was built from
+    results: dict  # model name -> tritongen.build.BuildResult
+    examples: Path  # the --example-inputs folder of `encoder`
+
+
+# model name -> (tests.hf_models factory or None, file name, extra BuildOptions fields)
+HF_BUILDS = {
+    "bert": ("bert_classifier", "bert", {}),
+    # --input given in the wrong order: they bind by name.
+    "gpt2": ("gpt2_lm", "gpt2", {"inputs": ("attention_mask:sequence:int64", "input_ids:sequence:int64")}),
+    "vit": ("vit_classifier", "vit", {}),
+    "whisper": ("whisper_audio_classifier", "whisper", {}),
+    "wav2vec2": ("wav2vec2_encoder", "wav2vec2", {}),
+    "distilbert": ("distilbert_pt2", "distilbert.pt2", {}),
+    "encoder": (None, "encoder.safetensors", {
+        "model_class": "tests.models:TinyEncoder", "inputs": ("tokens:seq:int64", "mask:seq:int64"),
+        "outputs": ("hidden", "pooled")}),
+}
+
+
+@pytest.fixture(scope="session")
+def hf_builds(tmp_path_factory: pytest.TempPathFactory) -> HfBuilds:
+    """Build every model of HF_BUILDS (in this process: transformers is imported once)."""
+    import numpy as np
+    from safetensors.torch import save_file
+
+    from tests import hf_models
+    from tritongen.build import BuildOptions, build_model
+
+    root = tmp_path_factory.mktemp("hf")
+    sources: dict[str, Path] = {}
+    for name, (factory, file_name, _) in HF_BUILDS.items():
+        if factory is not None:
+            sources[name] = getattr(hf_models, factory)(root / file_name)
+    torch.manual_seed(0)
+    sources["encoder"] = root / "encoder.safetensors"
+    save_file(models.TinyEncoder().eval().state_dict(), str(sources["encoder"]))
+    examples = root / "examples"
+    examples.mkdir()
+    rng = np.random.default_rng(0)
+    for length, items in ((8, 5), (24, 3)):
+        lengths = rng.integers(1, length + 1, items)
+        np.savez(examples / f"len{length}.npz", tokens=rng.integers(0, 50, (items, length)),
+                 mask=(np.arange(length)[None, :] < lengths[:, None]).astype(np.int64))
+    repository = root / "repo"
+    results = {}
+    for name, (_, _, extra) in HF_BUILDS.items():
+        options = {"example_inputs": examples} if name == "encoder" else {}
+        results[name] = build_model(BuildOptions(checkpoint=sources[name], name=name, repository=repository,
+                                                 max_batch_size=8, deploy=False, **extra, **options))
+    return HfBuilds(repository, sources, results, examples)

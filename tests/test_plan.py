@@ -81,3 +81,22 @@ def test_a_repository_inside_a_model_or_version_folder_is_refused(tmp_path, chec
     assert "is inside the folder of model 'cnn'" in err.value.message and str(tmp_path / "repo") in err.value.hint
     assert sorted(p.name for p in (tmp_path / "repo" / "cnn").iterdir()) == ["1", "config.pbtxt"]
     plan_build(options(checkpoint, tmp_path / "repo"))  # the repository itself is fine
+
+
+def test_example_inputs_are_int8s_calibration_data_unless_told_otherwise(tmp_path, checkpoint):
+    import numpy as np
+
+    from tritongen.precision import PrecisionOptions
+
+    examples = tmp_path / "examples.npz"
+    np.savez(examples, image=np.zeros((2, 3, 32, 32), np.float32))
+    plan = plan_build(options(checkpoint, tmp_path / "repo", example_inputs=examples,
+                              precision=PrecisionOptions(precision="int8")))
+    assert plan.example_inputs == examples and plan.precision.calibration_data == examples
+    other = tmp_path / "calibration.npz"
+    np.savez(other, image=np.zeros((2, 3, 32, 32), np.float32))
+    plan = plan_build(options(checkpoint, tmp_path / "repo", example_inputs=examples,
+                              precision=PrecisionOptions(precision="int8", calibration_data=other)))
+    assert plan.precision.calibration_data == other
+    with pytest.raises(TritongenError, match="--example-inputs .* does not exist"):
+        plan_build(options(checkpoint, tmp_path / "repo", example_inputs=tmp_path / "missing.npz"))

@@ -52,6 +52,17 @@ def test_spec_round_trips_through_the_manifest_form():
                      max_batch_size=8, axis_lengths={"seq": (4, 12)})
     again = spec_from_dict(spec_to_dict(spec))
     assert again.inputs == spec.inputs and again.max_batch_size == 8 and again.lengths("seq") == (4, 12)
+    masked = ModelSpec(inputs=(parse_input_spec("ids:seq:int64"), parse_input_spec("attention_mask:seq:int64:mask")),
+                       max_batch_size=8, padding="left")
+    again = spec_from_dict(spec_to_dict(masked))
+    assert again.inputs[1].role == "mask" and again.padding == "left"  # what bench's random inputs are made from
+
+
+def test_roles_are_given_in_place_of_a_value_range():
+    assert parse_input_spec("m:seq:int64:mask").role == "mask"
+    assert parse_input_spec("p:seq:int64:positions").role == "positions"
+    with pytest.raises(TritongenError, match="needs an axis"):
+        parse_input_spec("m::int64:mask")
 
 
 @pytest.mark.parametrize("shape, dims", [

@@ -14,6 +14,7 @@ from tritongen.runners.base import Runner
 from tritongen.runners.torch import TorchRunner
 from tritongen.spec import ModelSpec, TensorSpec, dtype_from_name, parse_input_spec
 from tritongen.verify import (
+    CaseOutputs,
     ParityCase,
     Tolerance,
     compare,
@@ -158,3 +159,46 @@ def test_build_of_a_model_failing_at_the_max_batch_says_so_in_one_line(tmp_path:
     assert result.exit_code == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "batch 32" in lines[0] and "Traceback" not in result.stderr
+
+
+def padded_case(side: str) -> tuple[ModelSpec, ParityCase]:
+    spec = ModelSpec((parse_input_spec("ids:seq:int64"), parse_input_spec("attention_mask:seq:int64:mask")),
+                     (TensorSpec("logits", FP32, ("seq", 3)), TensorSpec("pooled", FP32, (3,))), max_batch_size=4,
+                     padding=side)
+    mask = np.array([[1, 1, 1, 1], [0, 0, 1, 1]])  # the second row is left-padded
+    return spec, ParityCase("padded", {"ids": np.zeros((2, 4), np.int64), "attention_mask": mask})
+
+
+def outputs_of_case(case: ParityCase, logits: np.ndarray, pooled: np.ndarray, runner: str) -> CaseOutputs:
+    return CaseOutputs(runner, (case,), ({"logits": logits, "pooled": pooled},))
+
+
+def test_a_difference_only_at_padding_positions_passes_and_says_so() -> None:
+    spec, case = padded_case("left")
+    expected = np.zeros((2, 4, 3), np.float32)
+    actual = expected.copy()
+    actual[1, 0] = 0.3  # a padding position: it sees no real token
+    report = compare(outputs_of_case(case, expected, np.zeros((2, 3)), "pytorch"),
+                     outputs_of_case(case, actual, np.zeros((2, 3)), "onnxruntime"), Tolerance(1e-4, 1e-3), spec)
+    assert report.passed
+    (note,) = report.notes()
+    assert "differs from PyTorch only at padding positions of output 'logits' (where 'attention_mask' is 0), by up " \
+           "to 0.3" in note
+    # Without the spec (nothing knows what is padding), the same difference fails.
+    assert not compare(outputs_of_case(case, expected, np.zeros((2, 3)), "pytorch"),
+                       outputs_of_case(case, actual, np.zeros((2, 3)), "onnxruntime"), Tolerance(1e-4, 1e-3)).passed
+
+
+@pytest.mark.parametrize("where", ["real position", "output without the padded axis"])
+def test_a_difference_anywhere_else_fails(where: str) -> None:
+    spec, case = padded_case("left")
+    logits, pooled = np.zeros((2, 4, 3), np.float32), np.zeros((2, 3), np.float32)
+    bad_logits, bad_pooled = logits.copy(), pooled.copy()
+    bad_logits[1, 0] = 0.3
+    if where == "real position":
+        bad_logits[1, 3] = 0.3
+    else:
+        bad_pooled[1] = 0.3
+    report = compare(outputs_of_case(case, logits, pooled, "pytorch"),
+                     outputs_of_case(case, bad_logits, bad_pooled, "onnxruntime"), Tolerance(1e-4, 1e-3), spec)
+    assert not report.passed

@@ -28,7 +28,17 @@ from tritongen.errors import CheckFailed
 from tritongen.export.onnx import OnnxExport, example_lengths, onnx_from_module, onnx_output_specs
 from tritongen.export.simplify import simplify_onnx
 from tritongen.formats import Exported, VersionJob, WrittenVersion
-from tritongen.introspect import BoundModel, bound_model, inputs_for_module, inputs_for_program, outputs_of
+from tritongen.introspect import (
+    BoundModel,
+    OutputSelection,
+    at_workable_lengths,
+    bound_model,
+    inputs_for_module,
+    inputs_for_program,
+    select_outputs,
+    selected_outputs,
+    with_value_domains,
+)
 from tritongen.plan import BuildOptions, BuildPlan, Target, check_spec, plan_build
 from tritongen.precision import CastingRunner, cast_feeds, onnx_with_precision
 from tritongen.repository import (
@@ -42,6 +52,7 @@ from tritongen.repository import (
 )
 from tritongen.runners.onnxruntime import OnnxRuntimeRunner
 from tritongen.runners.torch import TorchRunner
+from tritongen.samples import Examples, read_examples
 from tritongen.spec import ModelSpec, random_inputs, spec_to_dict
 from tritongen.verify import ParityReport, parity_against
 
@@ -49,6 +60,7 @@ __all__ = ["ArtifactResult", "BuildOptions", "BuildPlan", "BuildResult", "build_
 
 Step = Callable[[str], AbstractContextManager[Any]]
 SCRATCH = ".scratch"  # inside the build workspace; a model name cannot start with "."
+SOURCE_DIR = "source"  # <version>/tritongen/source/: the checkpoint's preprocessing files (tokenizer, processor)
 
 
 @dataclass
@@ -133,6 +145,7 @@ class _Export:
     exported: Exported
     onnx: OnnxExport
     simplification: str
+    domains: dict[str, str]  # where each input's example values come from
     reference_inputs: dict[str, np.ndarray]  # as the served ONNX model takes them
     reference_outputs: dict[str, np.ndarray]  # PyTorch FP32 on them
 
@@ -148,18 +161,20 @@ def execute(plan: BuildPlan, step: Step | None = None, warn: Callable[[str], Non
     started = time.perf_counter()
     for message in plan.notes:
         log.note(message)
-    with log.progress("loading checkpoint"):
+    with log.step("loading checkpoint", "load"):
         loaded = load_checkpoint(plan.checkpoint, model_class=plan.load.model_class,
                                  model_kwargs=plan.load.model_kwargs, pythonpath=plan.load.pythonpath,
-                                 trust=plan.load.trust)
-    plan, model = _introspect(plan, loaded, log)
-    log.seconds["load"] = time.perf_counter() - started
+                                 trust=plan.load.trust, task=plan.load.task, imports=plan.load.imports)
+    for message in loaded.notes:
+        log.note(message)
+    with log.step("finding the model's inputs and outputs", "introspect"):
+        plan, model, interface = _introspect(plan, loaded, log)
     # The versions are chosen again under the models' locks, which are held until every target is installed.
     with building(plan.repository, [t.model for t in plan.targets], version=plan.version, force=plan.force,
                   note=log.note) as work:
         plan = replace(plan, targets=tuple(replace(t, version=v) for t, v in zip(plan.targets, work.versions,
                                                                                    strict=True)))
-        shared = _export(plan, loaded, model, work.workspace / SCRATCH, log)
+        shared = _export(plan, loaded, model, interface, work.workspace / SCRATCH, log)
         staged = [_stage_target(plan, target, loaded, shared, work, log) for target in plan.targets]
         work.install()
     deploy_files: list[Path] = []
@@ -174,28 +189,58 @@ def execute(plan: BuildPlan, step: Step | None = None, warn: Callable[[str], Non
                        deploy_files, log.seconds, shared.exported.precision_report)
 
 
-def _introspect(plan: BuildPlan, loaded: LoadedCheckpoint, log: _Log) -> tuple[BuildPlan, BoundModel]:
-    """The model's interface: inputs bound by name, then its outputs found by running it twice."""
+@dataclass(frozen=True)
+class _Interface:
+    """What introspection found besides the spec: which outputs are served, where each input's values come from, the
+    user's example inputs."""
+
+    selection: OutputSelection
+    domains: dict[str, str]
+    examples: Examples | None
+
+
+def _introspect(plan: BuildPlan, loaded: LoadedCheckpoint, log: _Log) -> tuple[BuildPlan, BoundModel, _Interface]:
+    """The model's interface: inputs bound by name (the checkpoint's own where no --input is given), the values each
+    takes, then its outputs found by running it twice, at lengths it takes."""
+    defaults = loaded.defaults
+    given = plan.inputs or (defaults.inputs if defaults else ())
     if loaded.kind is CheckpointKind.EXPORTED_PROGRAM:
         inputs = inputs_for_program(loaded.exported_program, plan.inputs, plan.max_batch_size)
     else:
-        inputs = inputs_for_module(loaded.module, plan.inputs, log.note)
-    spec = ModelSpec(inputs=inputs, max_batch_size=plan.max_batch_size, axis_lengths=plan.axis_lengths)
+        inputs = inputs_for_module(loaded.module, given, log.note)
+    spec = ModelSpec(inputs=inputs, max_batch_size=plan.max_batch_size, padding=defaults.padding if defaults else "right")
+    default_lengths = {a: n for a, n in (defaults.axis_lengths if defaults else {}).items() if a in spec.dynamic_axes}
+    spec = replace(spec, axis_lengths={**default_lengths, **plan.axis_lengths})
     check_spec(plan, spec)
     model = bound_model(loaded.module, spec, loaded.exported_program)
-    spec = spec.with_outputs(outputs_of(model, spec, plan.outputs, log.note))
-    return replace(plan, spec=spec), model
+    preferred = defaults.outputs if defaults and not plan.outputs else ()
+
+    def run(candidate: ModelSpec) -> tuple[ModelSpec, OutputSelection, dict[str, str]]:
+        candidate, domains = with_value_domains(model, candidate, loaded.exported_program)
+        outputs, selection = select_outputs(model, candidate, plan.outputs, log.note, preferred)
+        return candidate.with_outputs(outputs), selection, domains
+
+    _, (spec, selection, domains) = at_workable_lengths(run, spec, set(plan.axis_lengths), log.note)
+    examples = read_examples(plan.example_inputs, spec) if plan.example_inputs is not None else None
+    return replace(plan, spec=spec), model.selecting(selection), _Interface(selection, domains, examples)
 
 
-def _export(plan: BuildPlan, loaded: LoadedCheckpoint, model: BoundModel, scratch: Path, log: _Log) -> _Export:
+def _export(plan: BuildPlan, loaded: LoadedCheckpoint, model: BoundModel, interface: _Interface, scratch: Path,
+            log: _Log) -> _Export:
     """The ONNX model every format starts from: exported once, simplified, checked against PyTorch, converted."""
     assert plan.spec is not None
     spec = plan.spec
     onnx_path = scratch / "export" / "model.onnx"
     atol, rtol = plan.tolerance
+    # A model that returns more than is served (a cache, outputs not selected) is exported through a wrapper that
+    # returns the served outputs only.
+    module, program = loaded.module, loaded.exported_program
+    if not interface.selection.whole:
+        module, program = selected_outputs(model), None
+    examples = interface.examples.batches(spec) if interface.examples else []
     with log.step("exporting ONNX", "export"):
-        export = onnx_from_module(loaded.module, spec, onnx_path, opset=plan.opset,
-                                  exported_program=loaded.exported_program, on_warning=log.note)
+        export = onnx_from_module(module, spec, onnx_path, opset=plan.opset, exported_program=program,
+                                  on_warning=log.note)
     spec = spec.with_outputs(onnx_output_specs(onnx_path, spec))
     simplification = "skipped (--no-simplify)"
     if plan.simplify:
@@ -207,7 +252,9 @@ def _export(plan: BuildPlan, loaded: LoadedCheckpoint, model: BoundModel, scratc
 
     reference = TorchRunner(model, [t.name for t in spec.inputs], [t.name for t in spec.outputs], batched=spec.batched)
     with log.step("checking parity: PyTorch vs ONNX Runtime", "parity"), OnnxRuntimeRunner(onnx_path) as ort_runner:
-        parity = parity_against(reference, ort_runner, spec, atol=atol, rtol=rtol)
+        parity = parity_against(reference, ort_runner, spec, atol=atol, rtol=rtol, examples=examples)
+    for message in parity.notes():
+        log.note(message)
     if not parity.passed:
         raise CheckFailed(
             f"ONNX Runtime does not match PyTorch: {parity.failures()}",
@@ -215,8 +262,10 @@ def _export(plan: BuildPlan, loaded: LoadedCheckpoint, model: BoundModel, scratc
             "rewrite it with torch.where / torch.cond; for precision-sensitive models loosen --atol/--rtol",
         )
 
-    ref_inputs = random_inputs(spec, min(4, spec.max_batch_size) if spec.batched else None,
-                               example_lengths(spec), np.random.default_rng(7))
+    # validate compares every position of the reference: it pads on the right, where every position sees a real token.
+    ref_inputs = interface.examples.reference(spec) if interface.examples else random_inputs(
+        replace(spec, padding="right"), min(4, spec.max_batch_size) if spec.batched else None, example_lengths(spec),
+        np.random.default_rng(7))
     calibration = None
     if plan.needs_calibration():  # read once, for ONNX Runtime's static quantization and TensorRT's calibrator alike
         from tritongen.precision import calibration_for
@@ -237,7 +286,7 @@ def _export(plan: BuildPlan, loaded: LoadedCheckpoint, model: BoundModel, scratc
     ref_outputs = CastingRunner(reference, {t.name: t.dtype for t in spec.inputs}).infer(ref_inputs)
     exported = Exported(onnx_path, spec, reference, parity, tuple(served_files), served_spec, served_parity,
                         precision_report, calibration)
-    return _Export(exported, export, simplification, ref_inputs, ref_outputs)
+    return _Export(exported, export, simplification, interface.domains, ref_inputs, ref_outputs)
 
 
 def _stage_target(plan: BuildPlan, target: Target, loaded: LoadedCheckpoint, shared: _Export, work: RepositoryBuild,
@@ -255,6 +304,11 @@ def _stage_target(plan: BuildPlan, target: Target, loaded: LoadedCheckpoint, sha
                    shared.reference_outputs)
     # A copy of the config with each version: the model-level config.pbtxt follows the latest build.
     shutil.copy2(model_stage / CONFIG, version_dir / META_DIR / CONFIG)
+    # The checkpoint's preprocessing files (a tokenizer, an image processor) stay with the version they belong to.
+    if loaded.keep_files:
+        (version_dir / META_DIR / SOURCE_DIR).mkdir(parents=True, exist_ok=True)
+        for path in loaded.keep_files:
+            shutil.copy2(path, version_dir / META_DIR / SOURCE_DIR / path.name)
     write_manifest(version_dir, _manifest(plan, loaded, shared, target, written, version_dir, log.warnings))
     artifact = ArtifactResult(target.format.name, target.model, target.version,
                               plan.repository / target.model / str(target.version) / target.format.artifact,
@@ -281,7 +335,7 @@ def _intent(plan: BuildPlan, target: Target, spec: ModelSpec) -> ModelConfig:
 
 def _versions() -> dict[str, str]:
     out = {"tritongen": __version__, "python": platform.python_version()}
-    for dist in ("torch", "onnx", "onnxscript", "onnxruntime", "onnxsim", "tritonclient"):
+    for dist in ("torch", "onnx", "onnxscript", "onnxruntime", "onnxsim", "tritonclient", "transformers"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -304,6 +358,11 @@ def _manifest(plan: BuildPlan, loaded: LoadedCheckpoint, shared: _Export, target
         "checkpoint": {"path": str(plan.checkpoint.resolve()), "sha256": loaded.sha256, "kind": loaded.kind.value,
                        "loaded_as": loaded.how},
         "spec": spec_to_dict(written.spec),
+        "input_values": shared.domains,  # where the values of each input's examples come from
+        # What the checkpoint says about itself: a Hugging Face folder's task, labels, maximum length and files
+        # (copied to tritongen/source/), for pipelines built on this version.
+        "source": loaded.source,
+        "example_inputs": str(plan.example_inputs.resolve()) if plan.example_inputs else None,
         "export": {"exporter": shared.onnx.exporter, "opset": shared.onnx.opset,
                    "simplification": shared.simplification},
         "artifacts": artifacts,

@@ -25,6 +25,18 @@ class CheckpointKind(str, enum.Enum):
     TORCHSCRIPT = "torchscript"
     EXPORTED_PROGRAM = "pt2"  # torch.export.save
     TORCH_SAVE = "torch.save"  # a state_dict, a dict holding one, or a full pickled module
+    SAFETENSORS = "safetensors"  # weights only, for --model-class
+    HF_FOLDER = "huggingface"  # a save_pretrained folder: config.json + weights
+
+
+@dataclass(frozen=True)
+class SourceDefaults:
+    """What a checkpoint says about its own interface (a Hugging Face folder does): used where no option says."""
+
+    inputs: tuple[Any, ...]  # TensorSpec, as --input would give them
+    outputs: tuple[str, ...]  # output keys served where the model returns them (the task's)
+    axis_lengths: dict[str, tuple[int, ...]]
+    padding: str = "right"  # where example masks pad
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,10 @@ class LoadedCheckpoint:
     sha256: str
     exported_program: Any = None  # torch.export.ExportedProgram for .pt2
     how: str = ""  # a short phrase for the summary: "state_dict into mypkg.Net"
+    defaults: SourceDefaults | None = None
+    source: dict[str, Any] | None = None  # recorded in the manifest (a Hugging Face folder: task, labels, files)
+    keep_files: tuple[Path, ...] = ()  # files kept with every version (a folder's tokenizer and processor files)
+    notes: tuple[str, ...] = ()  # warnings found while loading
 
 
 def sha256_of(path: Path) -> str:
@@ -48,29 +64,43 @@ def sha256_of(path: Path) -> str:
 
 
 def kind_of_checkpoint(path: Path) -> CheckpointKind:
-    """Tell the checkpoint kind by its zip member names; no pickle code runs, and no member is inflated whole."""
+    """Tell the checkpoint kind: a folder with config.json, a safetensors header, or zip member names; no pickle code
+    runs, and no member is inflated whole."""
     path = Path(path)
-    _check_readable(path)
+    kind = _check_readable(path)
+    if kind is not None:
+        return kind
     with open_archive(path) as archive:
         return _kind_of_archive(archive)
 
 
-def _check_readable(path: Path) -> None:
+def _check_readable(path: Path) -> CheckpointKind | None:
+    """The kind, for a folder or a safetensors file (checked complete); None for a zip archive, still to be opened."""
     if not path.exists():
         raise TritongenError(f"checkpoint '{path}' does not exist", "check the path")
-    if not path.is_file():
-        raise TritongenError(f"checkpoint '{path}' is not a file", "pass the checkpoint file, not a directory")
+    if path.is_dir():
+        from tritongen.sources.hf import read_hf_folder
+
+        read_hf_folder(path)  # an incomplete folder is an error here, before any work
+        return CheckpointKind.HF_FOLDER
     try:
         with path.open("rb") as f:
             f.read(1)
     except OSError as exc:
         raise TritongenError(f"cannot read checkpoint '{path}': {exc.strerror}", "check the file's permissions") from exc
+    from tritongen.sources.safetensors import header_tensors, is_safetensors
+
+    if is_safetensors(path):
+        header_tensors(path)
+        return CheckpointKind.SAFETENSORS
     if not zipfile.is_zipfile(path):
         raise TritongenError(
             f"'{path}' is not a PyTorch checkpoint (not a zip archive as torch.save, torch.jit.save and "
-            "torch.export.save write)",
-            "pass a file written by torch.save (state_dict), torch.jit.save or torch.export.save",
+            "torch.export.save write, nor a safetensors file)",
+            "pass a file written by torch.save (state_dict), torch.jit.save, torch.export.save or safetensors, or a "
+            "save_pretrained folder",
         )
+    return None
 
 
 def _kind_of_archive(archive: Archive) -> CheckpointKind:
@@ -142,6 +172,21 @@ def parse_model_kwargs(text: str | None) -> dict[str, Any]:
     return value
 
 
+def import_modules(names: tuple[str, ...], pythonpath: tuple[Path, ...] = ()) -> None:
+    """`--import MODULE`: modules imported before the checkpoint loads (they register the user's pytree types or
+    custom operators), with the user's code directories on sys.path."""
+    for name in names:
+        try:
+            with user_code_paths(pythonpath):
+                importlib.import_module(name)
+        except ImportError as exc:
+            raise TritongenError(f"cannot import --import {name}: {exc}",
+                                 "pass --pythonpath DIR with the directory that holds it") from exc
+        except Exception as exc:
+            raise TritongenError(f"importing --import {name} failed: {type(exc).__name__}: {exc}",
+                                 "fix the error in that module") from exc
+
+
 def load_checkpoint(
     path: Path,
     *,
@@ -149,10 +194,20 @@ def load_checkpoint(
     model_kwargs: str | None = None,
     pythonpath: tuple[Path, ...] = (),
     trust: bool = False,
+    task: str | None = None,
+    imports: tuple[str, ...] = (),
 ) -> LoadedCheckpoint:
-    """Load any supported checkpoint kind on the CPU, in eval mode."""
+    """Load any supported checkpoint kind on the CPU, in eval mode (`task`: a Hugging Face folder's task)."""
     path = Path(path)
-    _check_readable(path)
+    kind = _check_readable(path)
+    import_modules(imports, pythonpath)
+    if kind is CheckpointKind.HF_FOLDER:
+        return _load_hf_folder(path, task, trust)
+    if kind is CheckpointKind.SAFETENSORS:
+        from tritongen.sources.safetensors import load_safetensors
+
+        return _into_model_class(load_safetensors(path), path, sha256_of(path), kind, model_class, model_kwargs,
+                                 pythonpath)
     with open_archive(path) as archive:  # a zip bomb is refused here, before torch is even imported
         kind = _kind_of_archive(archive)
         import torch
@@ -160,7 +215,7 @@ def load_checkpoint(
         if kind is CheckpointKind.EXPORTED_PROGRAM:
             from tritongen.sources.pt2 import load_exported_program
 
-            ep, module, how = load_exported_program(archive, trust)
+            ep, module, how = load_exported_program(archive, trust, imported=imports)
             return LoadedCheckpoint(module, kind, path, sha256_of(path), exported_program=ep, how=how)
     digest = sha256_of(path)
     if kind is CheckpointKind.TORCHSCRIPT:
@@ -184,13 +239,28 @@ def load_checkpoint(
             f"(keys: {', '.join(map(str, list(obj)[:6])) if isinstance(obj, dict) else 'n/a'})",
             "save model.state_dict() or the module itself",
         )
+    return _into_model_class(state_dict, path, digest, kind, model_class, model_kwargs, pythonpath)
+
+
+def _into_model_class(state_dict: dict[str, Any], path: Path, digest: str, kind: CheckpointKind,
+                      model_class: str | None, model_kwargs: str | None, pythonpath: tuple[Path, ...]
+                      ) -> LoadedCheckpoint:
+    """Weights (a state_dict, a safetensors file) loaded into `--model-class`, strictly."""
+    what = "a state_dict" if kind is CheckpointKind.TORCH_SAVE else "a safetensors file"
     if not model_class:
         raise TritongenError(
-            f"'{path}' is a state_dict ({len(state_dict)} tensors), which holds weights but not the model's code",
-            "pass --model-class MODULE:CLASS (and --pythonpath DIR if the code is not installed)",
+            f"'{path}' is {what} ({len(state_dict)} tensors), which holds weights but not the model's code",
+            "pass --model-class MODULE:CLASS (and --pythonpath DIR if the code is not installed)"
+            + ("; a Hugging Face model's folder (config.json + model.safetensors) needs neither"
+               if kind is CheckpointKind.SAFETENSORS else ""),
         )
     cls = import_model_class(model_class, pythonpath)
     kwargs = parse_model_kwargs(model_kwargs)
+    from tritongen.sources.hf_class import is_hf_class, load_into_hf_class
+
+    if is_hf_class(cls):  # configured by the config.json beside the weights, not by constructor arguments
+        module, how = load_into_hf_class(cls, state_dict, path, kwargs)
+        return LoadedCheckpoint(module, kind, path, digest, how=how)
     try:
         with user_code_paths(pythonpath):  # a constructor may import more of the user's code
             module = cls(**kwargs)
@@ -199,7 +269,19 @@ def load_checkpoint(
                              "pass the constructor arguments with --model-kwargs JSON") from exc
     _load_state_dict_strict(module, _strip_prefix(state_dict), model_class)
     module.eval()
-    return LoadedCheckpoint(module, kind, path, digest, how=f"state_dict into {model_class}")
+    source = "state_dict" if kind is CheckpointKind.TORCH_SAVE else "safetensors weights"
+    return LoadedCheckpoint(module, kind, path, digest, how=f"{source} into {model_class}")
+
+
+def _load_hf_folder(path: Path, task: str | None, trust: bool) -> LoadedCheckpoint:
+    from tritongen.sources.hf import folder_digest, load_hf_model, read_hf_folder, task_of
+    from tritongen.sources.hf_inputs import defaults_of, source_record
+
+    folder = read_hf_folder(path)
+    hf = load_hf_model(folder, task_of(folder, task), trust)
+    return LoadedCheckpoint(hf.module, CheckpointKind.HF_FOLDER, path, folder_digest(folder), how=hf.how,
+                            defaults=defaults_of(hf, folder), source=source_record(hf, folder),
+                            keep_files=folder.files, notes=hf.notes)
 
 
 def _torch_load(path: Path, trust: bool) -> Any:

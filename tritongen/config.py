@@ -53,8 +53,8 @@ def check_model_name(name: str) -> str:
 
 
 def model_name_from_path(path: Path) -> str:
-    """A valid model name from a file name: `My Model (v2).pt` -> `My_Model_v2`."""
-    name = re.sub(r"[^A-Za-z0-9_.\-]+", "_", path.stem).strip("_.-")
+    """A valid model name from a file or folder name: `My Model (v2).pt` -> `My_Model_v2`, `bert-base/` -> `bert-base`."""
+    name = re.sub(r"[^A-Za-z0-9_.\-]+", "_", path.name if path.is_dir() else path.stem).strip("_.-")
     return name or "model"
 
 

@@ -40,6 +40,9 @@ class BuildOptions:
     model_kwargs: str | None = None
     pythonpath: tuple[Path, ...] = ()
     trust_checkpoint: bool = False
+    task: str | None = None  # a Hugging Face folder's task (default: the one it was saved for)
+    imports: tuple[str, ...] = ()  # modules imported before loading (the user's pytree types)
+    example_inputs: Path | None = None  # an .npz (or a folder of them) with real inputs
     max_batch_size: int = defaults.MAX_BATCH_SIZE
     instances: int = defaults.INSTANCES
     kind: str = "auto"
@@ -71,6 +74,8 @@ class LoadOptions:
     model_kwargs: str | None
     pythonpath: tuple[Path, ...]
     trust: bool
+    task: str | None = None
+    imports: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,7 @@ class BuildPlan:
     deploy_image: str | None
     public: bool
     command: str | None
+    example_inputs: Path | None = None  # --example-inputs: checked against the model's inputs once it is loaded
     version: int | None = None  # --version as given (the targets hold the versions chosen)
     force: bool = False
     notes: tuple[str, ...] = ()  # warnings found while planning, shown before the build starts
@@ -141,6 +147,7 @@ def plan_build(options: BuildOptions) -> BuildPlan:
     notes: list[str] = []
     checkpoint = Path(options.checkpoint)
     kind = kind_of_checkpoint(checkpoint)
+    _check_source_options(options, checkpoint, kind)
     parse_model_kwargs(options.model_kwargs)
     fmts = tuple(formats.get(f) for f in dict.fromkeys(f.lower() for f in options.formats) or ("onnx",))
     name = check_model_name(options.name if options.name is not None else model_name_from_path(checkpoint))
@@ -152,7 +159,12 @@ def plan_build(options: BuildOptions) -> BuildPlan:
     lengths = parse_axis_lengths(options.axis_lengths)
     check_opset(options.opset, legacy=kind is CheckpointKind.TORCHSCRIPT)
     dynamic_ranges = parse_dynamic_ranges(options.tensorrt.dynamic_ranges)
-    precision, accelerators = _precision_and_accelerators(options, [f.name for f in fmts], name, notes)
+    examples = Path(options.example_inputs) if options.example_inputs is not None else None
+    if examples is not None:
+        from tritongen.samples import npz_files
+
+        npz_files(examples, "--example-inputs")
+    precision, accelerators = _precision_and_accelerators(options, [f.name for f in fmts], name, notes, examples)
     config = ConfigOptions(options.instances, options.kind, options.max_queue_delay_us,
                            tuple(options.preferred_batch_sizes), options.ort_engine_cache)
     # Intent errors (batch sizes, kind) and the sizes of the example inputs come before the slow steps.
@@ -174,14 +186,14 @@ def plan_build(options: BuildOptions) -> BuildPlan:
     draft = BuildPlan(
         checkpoint=checkpoint,
         load=LoadOptions(options.model_class, options.model_kwargs, tuple(Path(p) for p in options.pythonpath),
-                         options.trust_checkpoint),
+                         options.trust_checkpoint, options.task, tuple(options.imports)),
         name=name, targets=tuple(Target(f, m, 0) for f, m in zip(fmts, model_names, strict=True)),
         inputs=inputs, outputs=outputs, max_batch_size=options.max_batch_size, axis_lengths=lengths,
         dynamic_ranges=dynamic_ranges, tolerance=tolerance, atol=options.atol, rtol=options.rtol,
         precision=precision, accelerators=accelerators, config=config, opset=options.opset,
         simplify=options.simplify, tensorrt=options.tensorrt, repository=repository, deploy=options.deploy,
         deploy_image=options.deploy_image, public=options.public, command=options.command, notes=tuple(notes),
-        version=options.version, force=options.force)
+        example_inputs=examples, version=options.version, force=options.force)
     for fmt in fmts:
         fmt.check_plan(draft)
     versions = _choose_versions(repository, model_names, options.version, options.force)
@@ -194,6 +206,22 @@ def check_spec(plan: BuildPlan, spec: ModelSpec) -> None:
     check_example_size(spec)
     for target in plan.targets:
         target.format.check_spec(plan, spec)
+
+
+def _check_source_options(options: BuildOptions, checkpoint: Path, kind: Any) -> None:
+    """Options that only some checkpoint kinds take."""
+    from tritongen.checkpoint import CheckpointKind
+
+    if kind is CheckpointKind.HF_FOLDER:
+        from tritongen.sources.hf import read_hf_folder, task_of
+
+        if options.model_class:
+            raise TritongenError(f"--model-class does not apply to a Hugging Face folder ('{checkpoint}' names its "
+                                 "class in config.json)", "leave out --model-class, or choose the head with --task")
+        task_of(read_hf_folder(checkpoint), options.task)  # an unknown or unsupported task fails before loading
+    elif options.task is not None:
+        raise TritongenError(f"--task applies to Hugging Face model folders, and '{checkpoint}' is a {kind.value} file",
+                             "leave out --task, or pass the save_pretrained folder")
 
 
 def _choose_versions(repository: Path, model_names: list[str], requested: int | None, force: bool) -> tuple[int, ...]:
@@ -245,14 +273,18 @@ def check_axis_lengths(spec: ModelSpec, lengths: dict[str, tuple[int, ...]]) -> 
                              f"dynamic axes are: {', '.join(spec.dynamic_axes) or 'none'}")
 
 
-def _precision_and_accelerators(options: BuildOptions, format_names: list[str], name: str,
-                                notes: list[str]) -> tuple[PrecisionOptions, tuple[Any, ...]]:
-    """Precision and accelerator options checked before the slow steps; returns the resolved ones."""
+def _precision_and_accelerators(options: BuildOptions, format_names: list[str], name: str, notes: list[str],
+                                examples: Path | None = None) -> tuple[PrecisionOptions, tuple[Any, ...]]:
+    """Precision and accelerator options checked before the slow steps; returns the resolved ones. INT8 calibrates
+    on the example inputs unless told otherwise."""
     from tritongen.accelerators import engine_cache_note, parse_ort_accelerators
     from tritongen.precision import check_precision_options
 
-    notes += check_precision_options(options.precision)
     precision = options.precision
+    if examples is not None and precision.calibration_data is None and precision.calibration != "random" \
+            and precision.precision == "int8" and precision.quantize == "static":
+        precision = replace(precision, calibration_data=examples)
+    notes += check_precision_options(precision)
     accelerators = parse_ort_accelerators(options.ort_accelerators, kind=options.kind, precision=precision.precision,
                                           quantize=precision.quantize, formats=format_names)
     if any(a.name == "tensorrt" and a.precision == "int8" for a in accelerators):

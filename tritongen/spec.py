@@ -13,6 +13,11 @@ from tritongen import defaults
 from tritongen.errors import TritongenError
 
 BATCH_AXIS = "batch"
+# What an input's values mean, where a random value would not do (see `random_inputs`):
+# "mask": 1 for real positions then 0 for padding along its last axis, at least one real position per row;
+# "positions": 0, 1, 2, ... along its last axis.
+ROLES = ("mask", "positions")
+PADDING_SIDES = ("right", "left")  # where masks pad: encoders pad on the right, decoder-only models on the left
 # The example inputs of the largest parity case (max batch, longest lengths) must fit in memory several times over.
 MAX_EXAMPLE_BYTES = 2 << 30
 
@@ -111,6 +116,7 @@ class TensorSpec:
     shape: tuple[Dim, ...]
     # Inclusive range of valid values for integer inputs (token ids below the vocabulary size, ...).
     value_range: tuple[int, int] | None = None
+    role: str | None = None  # one of ROLES, or None: values drawn at random (within value_range)
 
     @property
     def triton_dims(self) -> list[int]:
@@ -139,6 +145,7 @@ class ModelSpec:
     max_batch_size: int = defaults.MAX_BATCH_SIZE
     # Representative lengths to export and test each named axis at; filled in with defaults where absent.
     axis_lengths: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    padding: str = "right"  # one of PADDING_SIDES: where the "mask" inputs of random examples pad
 
     @property
     def batched(self) -> bool:
@@ -198,7 +205,8 @@ def parse_input_spec(text: str) -> TensorSpec:
 
     SHAPE is the per-item shape (no batch axis), dims joined by `x` or `,` (see `split_dims`); a dim is an integer,
     -1, or a word naming a dynamic axis. An optional fourth part gives integer inputs an inclusive value range:
-    `tokens:seq:int64:0-999`. An empty SHAPE (`NAME::DTYPE`) is a scalar per item.
+    `tokens:seq:int64:0-999`, or a role: `mask:seq:int64:mask` (1s then 0s of padding), `pos:seq:int64:positions`
+    (0, 1, 2, ...). An empty SHAPE (`NAME::DTYPE`) is a scalar per item.
     """
     example = "use NAME:SHAPE:DTYPE, e.g. --input image:3x224x224:fp32 or --input tokens:seq:int64"
     parts = text.split(":")
@@ -227,17 +235,21 @@ def parse_input_spec(text: str) -> TensorSpec:
         else:
             raise TritongenError(f"malformed --input '{text}': dim '{raw}' is not an integer, -1 or an axis name",
                                  example + "; separate dims with ',' when an axis name contains an x (max_len,16)")
-    value_range = _parse_value_range(text, parts[3], dtype) if len(parts) == 4 else None
+    role = parts[3] if len(parts) == 4 and parts[3] in ROLES else None
+    if role and not shape:
+        raise TritongenError(f"malformed --input '{text}': a {role} input needs an axis to run along", example)
+    value_range = _parse_value_range(text, parts[3], dtype) if len(parts) == 4 and not role else None
     # An unnamed -1 dim gets a name of its own, so every dynamic axis has one name everywhere.
     named = tuple(d if d != -1 else f"{name}_dim{i + 1}" for i, d in enumerate(shape))
-    return TensorSpec(name, dtype, named, value_range)
+    return TensorSpec(name, dtype, named, value_range, role)
 
 
 def _parse_value_range(text: str, part: str, dtype: DType) -> tuple[int, int]:
     m = re.fullmatch(r"(-?\d+)-(-?\d+)", part)
     if not m or dtype.is_float or dtype.short == "bool":
-        raise TritongenError(f"malformed --input '{text}': value range '{part}' is not LOW-HIGH for an integer input",
-                             "e.g. --input tokens:seq:int64:0-999")
+        raise TritongenError(f"malformed --input '{text}': value range '{part}' is not LOW-HIGH for an integer input, "
+                             f"nor a role ({', '.join(ROLES)})",
+                             "e.g. --input tokens:seq:int64:0-999 or --input mask:seq:int64:mask")
     low, high = int(m.group(1)), int(m.group(2))
     if low > high:
         raise TritongenError(f"--input '{text}': the value range {low}-{high} is empty (LOW is above HIGH)",
@@ -281,11 +293,20 @@ def concrete_shape(tensor: TensorSpec, spec: ModelSpec, batch: int | None, lengt
 
 
 def random_inputs(spec: ModelSpec, batch: int | None, lengths: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Random feeds valid for the model: normal floats, integers within each input's value range."""
+    """Random feeds valid for the model: normal floats, integers within each input's value range, masks that pad
+    rows to different lengths (the same for every mask on one axis), positions that count."""
     feeds: dict[str, np.ndarray] = {}
+    real: dict[tuple[str | int, tuple[int, ...]], np.ndarray] = {}  # real lengths per (padded axis, rows)
     for t in spec.inputs:
         shape = concrete_shape(t, spec, batch, lengths)
-        if t.dtype.short == "bool":
+        if t.role == "mask":
+            axis = t.shape[-1]
+            if (axis, shape[:-1]) not in real:
+                real[(axis, shape[:-1])] = real_lengths(shape[:-1], shape[-1], rng)
+            arr = padding_mask(real[(axis, shape[:-1])], shape[-1], spec.padding).astype(t.dtype.np_dtype)
+        elif t.role == "positions":
+            arr = np.broadcast_to(np.arange(shape[-1]), shape).astype(t.dtype.np_dtype)
+        elif t.dtype.short == "bool":
             arr = rng.random(shape) < 0.5
         elif t.dtype.is_float:
             arr = rng.standard_normal(shape).astype(np.float32).astype(t.dtype.np_dtype)
@@ -294,6 +315,22 @@ def random_inputs(spec: ModelSpec, batch: int | None, lengths: dict[str, int], r
             arr = rng.integers(low, high + 1, size=shape, dtype=np.int64).astype(t.dtype.np_dtype)
         feeds[t.name] = arr
     return feeds
+
+
+def real_lengths(rows: tuple[int, ...], length: int, rng: np.random.Generator) -> np.ndarray:
+    """How many real (unpadded) positions each row has: 1 to `length`, and with several rows the first one full, as
+    in a batch padded to its longest row."""
+    counts = np.asarray(rng.integers(1, length + 1, size=rows))
+    if counts.size > 1:
+        counts.reshape(-1)[0] = length
+    return counts
+
+
+def padding_mask(counts: np.ndarray, length: int, side: str = "right") -> np.ndarray:
+    """1 for real positions, 0 for padding: each row has `counts` real positions, padded on `side`."""
+    index = np.arange(length)
+    real = index < counts[..., None] if side == "right" else index >= (length - counts)[..., None]
+    return real.astype(np.int64)
 
 
 def default_int_range(dtype: DType) -> tuple[int, int]:
@@ -306,11 +343,12 @@ def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
     def tensor(t: TensorSpec) -> dict[str, Any]:
         return {"name": t.name, "dtype": t.dtype.short, "dims": t.triton_dims,
                 "axes": [d if isinstance(d, str) else None for d in t.shape],
-                **({"value_range": list(t.value_range)} if t.value_range else {})}
+                **({"value_range": list(t.value_range)} if t.value_range else {}),
+                **({"role": t.role} if t.role else {})}
 
     return {"inputs": [tensor(t) for t in spec.inputs], "outputs": [tensor(t) for t in spec.outputs],
             "max_batch_size": spec.max_batch_size,
-            "axis_lengths": {a: list(spec.lengths(a)) for a in spec.dynamic_axes}}
+            "axis_lengths": {a: list(spec.lengths(a)) for a in spec.dynamic_axes}, "padding": spec.padding}
 
 
 def spec_from_dict(raw: Mapping[str, Any]) -> ModelSpec:
@@ -320,8 +358,10 @@ def spec_from_dict(raw: Mapping[str, Any]) -> ModelSpec:
         axes = entry.get("axes") or [None] * len(dims)
         shape = tuple(a if a else int(d) for d, a in zip(dims, axes, strict=True))
         value_range = (int(entry["value_range"][0]), int(entry["value_range"][1])) if entry.get("value_range") else None
-        return TensorSpec(str(entry["name"]), dtype_from_name(str(entry["dtype"])), shape, value_range)
+        role = entry.get("role") if entry.get("role") in ROLES else None
+        return TensorSpec(str(entry["name"]), dtype_from_name(str(entry["dtype"])), shape, value_range, role)
 
     lengths = {k: tuple(int(x) for x in v) for k, v in (raw.get("axis_lengths") or {}).items()}
+    padding = raw.get("padding") if raw.get("padding") in PADDING_SIDES else "right"
     return ModelSpec(tuple(tensor(t) for t in raw.get("inputs", [])), tuple(tensor(t) for t in raw.get("outputs", [])),
-                     int(raw.get("max_batch_size", 0)), lengths)
+                     int(raw.get("max_batch_size", 0)), lengths, padding)

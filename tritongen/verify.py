@@ -95,10 +95,12 @@ class ParityCase:
     feeds: Feeds = field(repr=False)
 
 
-def parity_cases(spec: ModelSpec) -> list[ParityCase]:
-    """Batch 1, 2 and max; two lengths of each dynamic axis; several seeds at the small batches.
+def parity_cases(spec: ModelSpec, examples: Sequence[tuple[str, Feeds]] = ()) -> list[ParityCase]:
+    """Batch 1, 2 and max; two lengths of each dynamic axis; several seeds at the small batches; then the user's
+    example inputs (`examples`: label and feeds), if any.
 
-    The seeds catch a data-dependent branch that tracing baked in; the max batch catches sizes fixed in code.
+    The seeds catch a data-dependent branch that tracing baked in; the max batch catches sizes fixed in code. Masks
+    pad each row to a different length (`spec.random_inputs`), so padding is always among the cases.
     """
     batches: list[int | None] = sorted({b for b in (1, 2, spec.max_batch_size) if b <= spec.max_batch_size}) \
         if spec.batched else [None]
@@ -113,7 +115,7 @@ def parity_cases(spec: ModelSpec) -> list[ParityCase]:
                                  + [f"seed={seed}"])
                 cases.append(ParityCase(label, random_inputs(spec, batch, lengths, np.random.default_rng(seed))))
                 seed += 1
-    return cases
+    return cases + [ParityCase(label, feeds) for label, feeds in examples]
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,10 @@ class OutputParity:
     max_rel_err: float  # |a - b| / (|b| + atol): finite where the reference is zero
     passed: bool
     problem: str | None = None  # a shape or dtype mismatch, NaNs where the reference has none
+    # The largest difference at padding positions (where a mask input is 0), when the output differs only there and
+    # was compared at real positions: a position that sees no real token has no defined output.
+    padding_err: float | None = None
+    padding_mask: str | None = None  # the mask input those positions are padding of
 
 
 @dataclass(frozen=True)
@@ -171,6 +177,13 @@ class ParityReport:
                                  f"max rel err {o.max_rel_err:.3g} (rtol {self.rtol:g})")
 
         return "; ".join(f"{o.name}: {describe(o)}" for o in self.outputs if not o.passed)
+
+    def notes(self) -> list[str]:
+        """What the user should know although parity passed: outputs compared at real positions only."""
+        return [f"{self.runner} differs from PyTorch only at padding positions of output '{o.name}' (where "
+                f"'{o.padding_mask}' is 0), by up to {o.padding_err:.3g}: a position that sees no real token has no "
+                "defined output, so those positions were not compared (real positions match)"
+                for o in self.outputs if o.padding_err is not None]
 
 
 def compare_outputs(
@@ -203,17 +216,63 @@ def merge(a: OutputParity | None, b: OutputParity) -> OutputParity:
     """The worse of two comparisons of the same output."""
     if a is None:
         return b
+    padding = [e for e in (a.padding_err, b.padding_err) if e is not None]
     return OutputParity(b.name, max(a.max_abs_err, b.max_abs_err), max(a.max_rel_err, b.max_rel_err),
-                        a.passed and b.passed, a.problem or b.problem)
+                        a.passed and b.passed, a.problem or b.problem, max(padding) if padding else None,
+                        a.padding_mask or b.padding_mask)
 
 
-def compare(expected: CaseOutputs, actual: CaseOutputs, tolerance: Tolerance) -> ParityReport:
-    """The worst error per output of `actual` against `expected` over every case, at `tolerance`."""
+def real_positions(spec: ModelSpec, feeds: Feeds, output: str, shape: tuple[int, ...]) -> tuple[str, np.ndarray] | None:
+    """(mask input, True where an output value belongs to a real position) for an output that runs along the padded
+    axis of a mask input; None when no mask pads an axis of this output."""
+    out = next((t for t in spec.outputs if t.name == output), None)
+    if out is None:
+        return None
+    offset = 1 if spec.batched else 0
+    for mask in (t for t in spec.inputs if t.role == "mask" and t.shape and isinstance(t.shape[-1], str)):
+        if mask.name not in feeds or mask.shape[-1] not in out.shape or feeds[mask.name].ndim != 1 + offset:
+            continue
+        dim = offset + list(out.shape).index(mask.shape[-1])
+        real = np.asarray(feeds[mask.name]) != 0
+        view = [1] * len(shape)
+        if spec.batched:
+            view[0] = real.shape[0]
+        view[dim] = real.shape[-1]
+        if len(shape) <= dim or shape[dim] != real.shape[-1]:
+            continue
+        return mask.name, np.broadcast_to(real.reshape(view), shape)
+    return None
+
+
+def _at_real_positions(parity: OutputParity, case: ParityCase, spec: ModelSpec, act: np.ndarray, exp: np.ndarray,
+                       tolerance: Tolerance) -> OutputParity:
+    """A failed comparison again at real positions only: passed with the padding error noted when that is the only
+    difference, else the failure as it was."""
+    found = real_positions(spec, case.feeds, parity.name, exp.shape) if parity.problem is None else None
+    if found is None:
+        return parity
+    mask, real = found
+    again = compare_outputs({parity.name: np.where(real, act, 0)}, {parity.name: np.where(real, exp, 0)},
+                            tolerance.atol, tolerance.rtol)[parity.name]
+    if not again.passed:
+        return parity
+    return OutputParity(parity.name, again.max_abs_err, again.max_rel_err, True, None, parity.max_abs_err, mask)
+
+
+def compare(expected: CaseOutputs, actual: CaseOutputs, tolerance: Tolerance, spec: ModelSpec | None = None
+            ) -> ParityReport:
+    """The worst error per output of `actual` against `expected` over every case, at `tolerance`.
+
+    With `spec`, an output that differs only at padding positions (where a mask input of the case is 0) passes with
+    that difference noted (`ParityReport.notes`); everywhere else every value is compared.
+    """
     if len(expected.outputs) != len(actual.outputs):
         raise ValueError(f"{len(expected.outputs)} expected but {len(actual.outputs)} actual case outputs")
     worst: dict[str, OutputParity] = {}
-    for exp, act in zip(expected.outputs, actual.outputs, strict=True):
+    for case, exp, act in zip(actual.cases, expected.outputs, actual.outputs, strict=True):
         for name, parity in compare_outputs(act, exp, tolerance.atol, tolerance.rtol).items():
+            if not parity.passed and spec is not None:
+                parity = _at_real_positions(parity, case, spec, act[name], exp[name], tolerance)
             worst[name] = merge(worst.get(name), parity)
     return ParityReport(actual.runner, tolerance.atol, tolerance.rtol, tuple(worst.values()),
                         tuple(c.label for c in actual.cases))
@@ -226,7 +285,8 @@ def max_abs_error(expected: CaseOutputs, actual: CaseOutputs) -> float:
     return max((e for e in errors if math.isfinite(e)), default=0.0)
 
 
-def parity_against(reference: Runner, candidate: Runner, spec: ModelSpec, *, atol: float, rtol: float) -> ParityReport:
-    """Run both runners on every parity case of `spec` and compare at a fixed tolerance."""
-    cases = parity_cases(spec)
-    return compare(run_cases(reference, cases), run_cases(candidate, cases), Tolerance(atol, rtol))
+def parity_against(reference: Runner, candidate: Runner, spec: ModelSpec, *, atol: float, rtol: float,
+                   examples: Sequence[tuple[str, Feeds]] = ()) -> ParityReport:
+    """Run both runners on every parity case of `spec` (and the examples) and compare at a fixed tolerance."""
+    cases = parity_cases(spec, examples)
+    return compare(run_cases(reference, cases), run_cases(candidate, cases), Tolerance(atol, rtol), spec)

@@ -194,3 +194,35 @@ def test_ctrl_c_while_the_commands_are_imported_ends_quietly():
             "run()\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 130 and result.stderr == "error: interrupted\n", result.stderr
+
+
+def hf_folder(tmp_path: Path, weights: bool = True) -> Path:
+    folder = tmp_path / "bert"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
+    if weights:
+        (folder / "model.safetensors").write_bytes(b"")
+    return folder
+
+
+def test_an_unexpected_error_loading_a_hugging_face_folder_is_one_line_exit_3(tmp_path, cli, monkeypatch):
+    import tritongen.sources.hf
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("injected failure in transformers")
+
+    monkeypatch.setattr(tritongen.sources.hf, "load_hf_model", fails)
+    result = cli("build", hf_folder(tmp_path), "--repository", tmp_path / "repo", "--no-deploy", "--json")
+    assert result.exit_code == 3 and "Traceback" not in result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["ok"] is False and payload["step"] == "loading checkpoint"
+    (line,) = error_lines(result.stderr)
+    assert line.startswith("error: loading checkpoint failed: RuntimeError: injected failure in transformers;")
+
+
+def test_an_incomplete_hugging_face_folder_is_one_line_exit_2(tmp_path, cli):
+    result = cli("build", hf_folder(tmp_path, weights=False), "--repository", tmp_path / "repo", "--json")
+    assert result.exit_code == 2
+    payload = json.loads(result.stdout)
+    assert "has config.json but no weights" in payload["error"] and "never downloads" in payload["hint"]
+    assert not (tmp_path / "repo").exists()

@@ -14,6 +14,8 @@ import json
 import os
 import pickle
 import re
+import subprocess
+import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +25,7 @@ import torch
 
 from tritongen.checkpoint import load_checkpoint
 from tritongen.errors import TritongenError
-from tritongen.sources.pt2 import safe_guard, safe_sympy_expression
+from tritongen.sources.pt2 import program_risks, safe_guard, safe_sympy_expression
 
 Edit = Callable[[dict[str, bytes], str, Path], None]
 
@@ -206,3 +208,50 @@ def test_shape_expressions_are_read_as_sympy_builds_and_nothing_else(text, safe)
 ])
 def test_guards_are_size_comparisons_and_nothing_else(text, safe):
     assert safe_guard(text) is safe
+
+
+@pytest.mark.parametrize("target, refused", [
+    ("torch.ops.aten.__and__.Tensor", False), ("torch.ops.aten.__lshift__.Scalar", False),
+    ("torch.ops.aten.__class__", True), ("torch.__builtins__", True), ("torch.ops.__dict__", True),
+])
+def test_operators_named_like_dunders_are_operators_and_nothing_else(target, refused):
+    node = {"target": target, "inputs": [], "outputs": [], "metadata": {}, "name": "n"}
+    risks = program_risks({"graph_module": {"graph": {"nodes": [node]}}})
+    assert bool(risks) is refused
+
+
+def test_an_unregistered_pytree_type_is_named_with_the_fix(tmp_path, program):
+    def change(members: dict[str, bytes], root: str, marker: Path) -> None:
+        name = f"{root}/models/model.json"
+        members[name] = members[name].replace(b'builtins.tuple', b'mypkg.outputs.Scores', 1)
+
+    path = rewritten(program, tmp_path / "typed.pt2", change, tmp_path / "unused")
+    with pytest.raises(TritongenError) as err:
+        load_checkpoint(path)
+    assert "'mypkg.outputs.Scores', a type torch rebuilds only once the code that registers it is imported" \
+        in err.value.message
+    assert "--import mypkg.outputs" in err.value.hint
+
+
+@pytest.mark.slow
+def test_import_registers_the_users_own_output_type(tmp_path):
+    """In a fresh process (where nothing registered the type), the program loads with --import and only then."""
+    from tests.pytree_outputs import Scorer
+
+    path = tmp_path / "scores.pt2"
+    batch = torch.export.Dim("batch")
+    torch.export.save(torch.export.export(Scorer().eval(), (torch.randn(2, 4),), dynamic_shapes=({0: batch},)),
+                      str(path))
+    code = ("import sys; from tritongen.checkpoint import load_checkpoint; from tritongen.errors import TritongenError\n"
+            "try:\n    c = load_checkpoint(sys.argv[1], imports=tuple(sys.argv[2:])); print('loaded', c.how)\n"
+            "except TritongenError as e:\n    print('refused', e.message)\n")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+
+    def load(*imports: str) -> str:
+        return subprocess.run([sys.executable, "-c", code, str(path), *imports], capture_output=True, text=True,
+                              env=env, cwd=root, timeout=300).stdout
+
+    refused = load()
+    assert refused.startswith("refused") and "tests.pytree_outputs.Scores" in refused
+    assert load("tests.pytree_outputs").startswith("loaded torch.export program")

@@ -12,17 +12,22 @@ from tritongen import defaults
 from tritongen.cli import main
 from tritongen.cli.common import common_options, emit_json, progress, stderr_console, stdout_console
 from tritongen.formats import NAMES as FORMAT_NAMES
+from tritongen.sources.hf import TASKS
+
+HF_TASKS = tuple(TASKS)
 
 
 @main.command("build")
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", type=click.Path(path_type=Path), metavar="CHECKPOINT|FOLDER")
 @click.option("--name", help="Model name in the repository (default: the checkpoint's file name).")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE:DTYPE",
               help="An input of the model, by its name in forward(), per item (no batch axis): image:3x224x224:fp32, "
                    "tokens:seq:int64, x:3xHxW:fp32 (dims joined by x, or by , when an axis name has an x: "
                    "ids:max_len,4:int64). The same axis word on two inputs is one axis. Integer inputs take a value "
                    "range: tokens:seq:int64:0-999.")
-@click.option("--output", "outputs", multiple=True, metavar="NAME", help="Output names, in order.")
+@click.option("--output", "outputs", multiple=True, metavar="NAME",
+              help="Outputs to serve, by the keys the model returns (logits); for a model returning unnamed tensors, "
+                   "their names in order.")
 @click.option("--axis-length", "axis_lengths", multiple=True, metavar="AXIS=SHORT,LONG",
               help="Lengths a dynamic axis is exported and checked at (default "
                    f"{','.join(map(str, defaults.AXIS_LENGTHS))}; batch is set by --max-batch-size).")
@@ -30,7 +35,16 @@ from tritongen.formats import NAMES as FORMAT_NAMES
 @click.option("--model-kwargs", metavar="JSON", help="Constructor arguments for --model-class, as a JSON object.")
 @click.option("--pythonpath", multiple=True, type=click.Path(path_type=Path), help="Directory with the model's code.")
 @click.option("--trust-checkpoint", is_flag=True,
-              help="Allow loading a full pickled model. Pickles can run arbitrary code: only for files you trust.")
+              help="Allow loading a full pickled model (or a Hugging Face folder's own code). Pickles can run arbitrary "
+                   "code: only for files you trust.")
+@click.option("--task", type=click.Choice(HF_TASKS),
+              help="For a Hugging Face folder: the head and outputs to build (default: the one config.json's "
+                   "architecture was saved for).")
+@click.option("--import", "imports", multiple=True, metavar="MODULE",
+              help="Import MODULE before loading (a .pt2 whose inputs or outputs are your own registered pytree types).")
+@click.option("--example-inputs", type=click.Path(path_type=Path), metavar="NPZ|DIR",
+              help="Real inputs: an .npz with one array per input (items along axis 0), or a folder of them (one per "
+                   "length). Checked for parity, saved as the reference data, and INT8's default calibration data.")
 @click.option("--format", "formats", multiple=True, type=click.Choice(FORMAT_NAMES),
               default=("onnx",),
               show_default=True, help="Formats to write; the first gets NAME, others NAME_<format>.")
@@ -95,7 +109,8 @@ from tritongen.formats import NAMES as FORMAT_NAMES
 @common_options
 def build_command(checkpoint: Path, name: str | None, inputs: tuple[str, ...], outputs: tuple[str, ...],
                   axis_lengths: tuple[str, ...], model_class: str | None, model_kwargs: str | None,
-                  pythonpath: tuple[Path, ...], trust_checkpoint: bool, formats: tuple[str, ...], max_batch_size: int,
+                  pythonpath: tuple[Path, ...], trust_checkpoint: bool, task: str | None, imports: tuple[str, ...],
+                  example_inputs: Path | None, formats: tuple[str, ...], max_batch_size: int,
                   instances: int, kind: str, max_queue_delay_us: int, preferred: tuple[int, ...], opset: int | None,
                   no_simplify: bool, atol: float | None, rtol: float | None, precision: str, fp16_io: bool,
                   quantize: str, calibration_data: Path | None, calibration_source: str, calibration_method: str,
@@ -105,7 +120,7 @@ def build_command(checkpoint: Path, name: str | None, inputs: tuple[str, ...], o
                   trt_workspace_mb: int, timing_cache: Path | None, builder_optimization_level: int | None,
                   repository: Path, version: int | None, force: bool,
                   no_deploy: bool, deploy_image: str | None, public: bool, as_json: bool) -> None:
-    """Export CHECKPOINT to a verified, versioned Triton model repository."""
+    """Export CHECKPOINT (or a Hugging Face save_pretrained FOLDER) to a verified, versioned Triton model repository."""
     from tritongen.build import BuildOptions, build_model
     from tritongen.formats.tensorrt.builder import TensorRTOptions
     from tritongen.precision import PrecisionOptions
@@ -122,6 +137,7 @@ def build_command(checkpoint: Path, name: str | None, inputs: tuple[str, ...], o
     options = BuildOptions(
         checkpoint=checkpoint, name=name, inputs=inputs, outputs=outputs, axis_lengths=axis_lengths,
         model_class=model_class, model_kwargs=model_kwargs, pythonpath=pythonpath, trust_checkpoint=trust_checkpoint,
+        task=task, imports=imports, example_inputs=example_inputs,
         max_batch_size=max_batch_size, instances=instances, kind=kind, max_queue_delay_us=max_queue_delay_us,
         preferred_batch_sizes=preferred, formats=formats, opset=opset, simplify=not no_simplify, atol=atol, rtol=rtol,
         precision=precision_options, ort_accelerators=ort_accelerators, ort_engine_cache=ort_engine_cache,
@@ -154,7 +170,7 @@ def build_command(checkpoint: Path, name: str | None, inputs: tuple[str, ...], o
 
         for line in precision_summary(result.precision):
             out.print(f"  {line}", highlight=False)
-    out.print(f"  checked on {len(result.artifacts[0].parity.cases)} random input sets "
+    out.print(f"  checked on {len(result.artifacts[0].parity.cases)} input sets "
               f"(atol {result.artifacts[0].parity.atol:g}, rtol {result.artifacts[0].parity.rtol:g})", highlight=False)
     if result.deploy_files:
         out.print(f"  deploy files: {result.deploy_files[0].parent}", highlight=False)

@@ -78,6 +78,13 @@ def _by_name(module: Any, exported_program: Any) -> bool:
     return exported_program is None and inputs_of_module(module).keywords
 
 
+def _varargs(module: Any, exported_program: Any) -> bool:
+    """Whether forward() takes *args: torch.export then wants the dynamic shapes of all of them as one tuple."""
+    from tritongen.introspect import inputs_of_module
+
+    return exported_program is None and inputs_of_module(module).positional
+
+
 def onnx_from_module(
     module: Any,
     spec: ModelSpec,
@@ -109,7 +116,7 @@ def onnx_from_module(
     if not (is_script or force_legacy):
         try:
             _export_dynamo(exported_program if exported_program is not None else module, args, spec, path, opset, big,
-                           by_name)
+                           by_name, _varargs(module, exported_program))
             exporter = "dynamo"
         except TritongenError:
             raise
@@ -162,7 +169,7 @@ def onnx_from_module(
 
 
 def _export_dynamo(model: Any, args: tuple[Any, ...], spec: ModelSpec, path: Path, opset: int | None, big: bool,
-                   by_name: bool) -> None:
+                   by_name: bool, varargs: bool = False) -> None:
     import torch
 
     dims: dict[str, Any] = {}
@@ -185,6 +192,9 @@ def _export_dynamo(model: Any, args: tuple[Any, ...], spec: ModelSpec, path: Pat
         dynamic_shapes.append(axes or None)
     is_program = isinstance(model, torch.export.ExportedProgram)
     names = [t.name for t in spec.inputs]
+    shapes: Any = dict(zip(names, dynamic_shapes, strict=True)) if by_name else tuple(dynamic_shapes)
+    if varargs:
+        shapes = (shapes,)
     with quiet_logs(), torch.no_grad():
         torch.onnx.export(
             model,
@@ -195,8 +205,7 @@ def _export_dynamo(model: Any, args: tuple[Any, ...], spec: ModelSpec, path: Pat
             input_names=names,
             output_names=[t.name for t in spec.outputs] or None,
             opset_version=opset,
-            dynamic_shapes=None if is_program else (dict(zip(names, dynamic_shapes, strict=True)) if by_name
-                                                    else tuple(dynamic_shapes)),
+            dynamic_shapes=None if is_program else shapes,
             external_data=big,
             optimize=True,
             verbose=False,  # its progress lines would go to stdout, which --json keeps for the JSON object

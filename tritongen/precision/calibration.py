@@ -11,7 +11,8 @@ import numpy as np
 
 from tritongen import defaults
 from tritongen.errors import TritongenError
-from tritongen.spec import ModelSpec, TensorSpec, random_inputs
+from tritongen.samples import npz_files, read_npz
+from tritongen.spec import ModelSpec, random_inputs
 
 if TYPE_CHECKING:
     from tritongen.precision.options import PrecisionOptions
@@ -24,17 +25,7 @@ Feeds = dict[str, np.ndarray]
 
 def calibration_files(source: Path) -> list[Path]:
     """The .npz files `--calibration-data` names (a file, or a folder of them); an error says what is wrong."""
-    if not source.exists():
-        raise TritongenError(f"--calibration-data '{source}' does not exist",
-                             "pass an .npz file (one array per input) or a folder of .npz files")
-    files = sorted(source.glob("*.npz")) if source.is_dir() else [source]
-    if not files:
-        raise TritongenError(f"--calibration-data folder '{source}' holds no .npz file",
-                             "save inputs with numpy.savez(path, **{input_name: array})")
-    if source.is_file() and source.suffix != ".npz":
-        raise TritongenError(f"--calibration-data '{source}' is not an .npz file",
-                             "save inputs with numpy.savez(path, **{input_name: array})")
-    return files
+    return npz_files(source, "--calibration-data")
 
 
 def calibration_from_npz(source: Path, spec: ModelSpec, *, batch: int = CALIBRATION_BATCH,
@@ -48,13 +39,7 @@ def calibration_from_npz(source: Path, spec: ModelSpec, *, batch: int = CALIBRAT
     feeds: list[dict[str, np.ndarray]] = []
     items = 0
     for path in calibration_files(Path(source)):
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError) as exc:
-            raise TritongenError(f"cannot read calibration file {path}: {exc}",
-                                 "write it with numpy.savez(path, **{input_name: array})") from exc
-        checked = _check_calibration_arrays(path, arrays, spec)
+        checked = read_npz(path, spec, "calibration")
         count = len(next(iter(checked.values()))) if spec.batched else 1
         step = batch if spec.batched else 1
         for start in range(0, count, step):
@@ -64,64 +49,6 @@ def calibration_from_npz(source: Path, spec: ModelSpec, *, batch: int = CALIBRAT
             feeds.append({k: v[start:start + take] for k, v in checked.items()} if spec.batched else checked)
             items += take
     return feeds
-
-
-def _check_calibration_arrays(path: Path, arrays: dict[str, np.ndarray], spec: ModelSpec) -> dict[str, np.ndarray]:
-    names = [t.name for t in spec.inputs]
-    missing = [n for n in names if n not in arrays]
-    extra = [k for k in arrays if k not in names]
-    if missing or extra:
-        raise TritongenError(
-            f"calibration file {path.name} has arrays {', '.join(sorted(arrays)) or 'none'} but the model's inputs are "
-            f"{', '.join(names)}" + (f" (missing: {', '.join(missing)})" if missing else ""),
-            "save one array per input, named like the input: numpy.savez(path, " + ", ".join(
-                f"{n}=..." for n in names) + ")")
-    checked: dict[str, np.ndarray] = {}
-    axis_sizes: dict[str, int] = {}
-    counts = set()
-    for t in spec.inputs:
-        array = arrays[t.name]
-        expected_rank = len(t.shape) + (1 if spec.batched else 0)
-        per_item = "x".join(str(d) for d in t.shape) or "scalar"
-        if array.ndim != expected_rank:
-            raise TritongenError(
-                f"calibration array '{t.name}' in {path.name} has shape {list(array.shape)}, but the input is "
-                f"{per_item} per item" + (" with the items along a first axis" if spec.batched else ""),
-                f"save '{t.name}' as an array of shape [items, {', '.join(str(d) for d in t.shape)}]"
-                if spec.batched else f"save one item per file, shaped {per_item}")
-        dims = array.shape[1:] if spec.batched else array.shape
-        for i, (want, got) in enumerate(zip(t.shape, dims, strict=True)):
-            if isinstance(want, int) and want != got:
-                raise TritongenError(
-                    f"calibration array '{t.name}' in {path.name} has size {got} at per-item dim {i}, the input "
-                    f"needs {want} ({per_item})", "resize the calibration data to the model's input shape")
-            if isinstance(want, str) and axis_sizes.setdefault(want, got) != got:
-                raise TritongenError(
-                    f"calibration arrays in {path.name} disagree on axis '{want}' ({axis_sizes[want]} vs {got})",
-                    "inputs that share a named axis must have the same length in each file")
-        checked[t.name] = _cast_calibration(path, t, array)
-        if spec.batched:
-            counts.add(array.shape[0])
-    if len(counts) > 1:
-        raise TritongenError(f"calibration arrays in {path.name} hold different numbers of items ({sorted(counts)})",
-                             "every input needs the same number of items along axis 0")
-    if spec.batched and 0 in counts:
-        raise TritongenError(f"calibration file {path.name} holds no items", "save at least one item per input")
-    return checked
-
-
-def _cast_calibration(path: Path, tensor: TensorSpec, array: np.ndarray) -> np.ndarray:
-    want = tensor.dtype
-    kind = array.dtype.kind
-    if want.is_float and kind == "f" or (not want.is_float and want.short != "bool" and kind in "iu") or \
-            (want.short == "bool" and kind == "b"):
-        cast = array.astype(want.np_dtype)
-        if kind in "iu" and not np.array_equal(cast.astype(np.int64), array.astype(np.int64)):
-            raise TritongenError(f"calibration array '{tensor.name}' in {path.name} has values that do not fit "
-                                 f"{want.short}", f"keep values within the range of {want.short}")
-        return cast
-    raise TritongenError(f"calibration array '{tensor.name}' in {path.name} is {array.dtype}, but the input is "
-                         f"{want.short}", f"save it as {want.numpy}")
 
 
 def random_calibration(spec: ModelSpec, *, items: int = 64, batch: int = CALIBRATION_BATCH,

@@ -62,21 +62,28 @@ def pt2_risks(archive: Archive) -> list[Pt2Risk]:
         if legacy in archive.zip.NameToInfo:  # the pre-2.7 layout, loaded when the new one fails
             data = archive.zip.read(legacy)  # sizes were checked when the archive was opened
             risks += _pickle_risks(data, f"the old-layout member '{legacy}' needs a full unpickle")
-    models = [n for n in archive.records(layout.MODELS_DIR) if n.endswith(".json")]
-    for record in models:
-        model = record[len(layout.MODELS_DIR):-len(".json")]
+    for model, program in programs(archive):
         risks += _payload_risks(archive, layout, model, "weights")
         risks += _payload_risks(archive, layout, model, "constants")
         sample = layout.SAMPLE_INPUTS_FILENAME_FORMAT.format(model)
         if archive.has(sample):
             risks += _sample_input_risks(archive.read(sample, archive.size(sample)))
+        risks += program_risks(program)
+    return risks
+
+
+def programs(archive: Archive) -> list[tuple[str, Any]]:
+    """(model name, serialized program) of every program in the archive (`models/<name>.json`)."""
+    from torch.export.pt2_archive import constants as layout
+
+    found = []
+    for record in (n for n in archive.records(layout.MODELS_DIR) if n.endswith(".json")):
         try:
-            program = json.loads(archive.read(record))
+            found.append((record[len(layout.MODELS_DIR):-len(".json")], json.loads(archive.read(record))))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise TritongenError(f"'{archive.path}' has a program '{record}' that is not valid JSON ({exc})",
                                  "re-save it with torch.export.save") from exc
-        risks += program_risks(program)
-    return risks
+    return found
 
 
 def program_risks(program: Any) -> list[Pt2Risk]:
@@ -109,9 +116,12 @@ def program_risks(program: Any) -> list[Pt2Risk]:
     return risks
 
 
-def load_exported_program(archive: Archive, trust: bool) -> tuple[Any, Any, str]:
-    """`torch.export.load` after the checks above: (the program, its module, how it was loaded, for the summary)."""
+def load_exported_program(archive: Archive, trust: bool, imported: tuple[str, ...] = ()) -> tuple[Any, Any, str]:
+    """`torch.export.load` after the checks above and once the program's pytree types are registered: (the program,
+    its module, how it was loaded, for the summary). `imported`: the user's --import modules, for messages."""
     import torch
+
+    from tritongen.export.onnx import quiet_logs
 
     risks = pt2_risks(archive)
     if risks and not trust:
@@ -122,9 +132,13 @@ def load_exported_program(archive: Archive, trust: bool) -> tuple[Any, Any, str]
             + (f"; it would import {', '.join(imports[:6])}" if imports else ""),
             "if you trust this file pass --trust-checkpoint; otherwise re-export the model with torch.export from "
             "plain tensors (no tensor subclasses or custom objects)")
+    from tritongen.sources.pt2_types import pytree_types, register_pytree_types
+
+    register_pytree_types(set().union(*(pytree_types(p) for _, p in programs(archive))), imported)
     try:
-        program = torch.export.load(str(archive.path))
-        module = program.module()
+        with quiet_logs():  # torch logs a traceback of its own for every failure; the error below says it in a line
+            program = torch.export.load(str(archive.path))
+            module = program.module()
     except Exception as exc:
         text = (str(exc).strip().splitlines() or [""])[0]
         raise TritongenError(f"cannot load exported program '{archive.path}': {type(exc).__name__}: {text}",
@@ -330,7 +344,11 @@ def _target_problem(target: str) -> str | None:
         return None  # stays a string: torch refuses to load the node
     resolved: Any = base
     for part in parts:
-        if part.startswith("__"):
+        # A dunder reaches into Python internals (`torch.__builtins__`), except an operator of an operator namespace
+        # named after one (`torch.ops.aten.__and__`, `__lshift__`): looked up there, it is only ever an operator.
+        dunder_op = isinstance(resolved, torch._ops._OpNamespace) and isinstance(
+            getattr(resolved, part, None), torch._ops.OpOverloadPacket)
+        if part.startswith("__") and not dunder_op:
             return "reaches into Python internals"
         if not hasattr(resolved, part):
             return None  # stays a string: torch refuses to load the node

@@ -1,8 +1,6 @@
-"""What a model takes and returns: inputs bound by name, outputs named, non-tensors left out, failures as one line."""
+"""Inputs bound by name: forward() and TorchScript names, exported programs called as they were exported."""
 
 from __future__ import annotations
-
-from collections import namedtuple
 
 import numpy as np
 import onnxruntime as ort
@@ -14,15 +12,8 @@ from tests import models
 from tests.conftest import save_checkpoint
 from tritongen.config import read_config
 from tritongen.errors import TritongenError
-from tritongen.introspect import (
-    BoundModel,
-    bind_inputs,
-    inputs_for_program,
-    inputs_of_module,
-    outputs_of_module,
-    tensor_outputs,
-)
-from tritongen.spec import ModelSpec, parse_input_spec
+from tritongen.introspect import BoundModel, bind_inputs, inputs_for_program, inputs_of_module, inputs_of_program
+from tritongen.spec import parse_input_spec
 
 
 class Weighted(nn.Module):
@@ -35,30 +26,6 @@ class Weighted(nn.Module):
 class StarArgs(nn.Module):
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         return xs[0] - xs[1]
-
-
-class DictWithNone(nn.Module):
-    """Returns a dict holding None next to the tensor (a cache that is off), as Hugging Face models do."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.linear = nn.Linear(4, 2)
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
-        return {"logits": self.linear(x), "past_key_values": None}
-
-
-class FailsAboveBatch16(nn.Module):
-    """Runs at small batches; fails at the max batch size (32), which only parity reaches."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.linear = nn.Linear(4, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[0] > 16:
-            raise ValueError("this model handles at most 16 items")
-        return self.linear(x)
 
 
 def specs(*texts: str) -> tuple:
@@ -125,42 +92,6 @@ def test_the_bound_model_feeds_by_name() -> None:
     assert torch.equal(same, out)
 
 
-def test_non_tensor_outputs_are_left_out_and_named() -> None:
-    pair = namedtuple("pair", "first second")
-    result = {"logits": torch.zeros(1), "cache": None, "extra": (torch.ones(1), "text"), "p": pair(torch.ones(1), 3)}
-    pairs, skipped = tensor_outputs(result)
-    assert [k for k, _ in pairs] == ["logits", "extra_0", "p_first"]
-    assert skipped == ["'cache' (NoneType)", "'extra_1' (str)", "'p_second' (int)"]
-
-
-def test_a_dict_holding_none_gives_its_tensor_outputs_and_one_note() -> None:
-    spec = ModelSpec(specs("x:4:fp32"), max_batch_size=8)
-    notes: list[str] = []
-    outputs = outputs_of_module(DictWithNone(), spec, (), notes.append)
-    assert [o.name for o in outputs] == ["logits"] and outputs[0].shape == (2,)
-    assert notes == ["forward() also returns values that are not tensors, left out of the outputs: "
-                     "'past_key_values' (NoneType)"]
-
-
-def test_a_model_returning_no_tensor_is_one_clear_error() -> None:
-    class Nothing(nn.Module):
-        def forward(self, x: torch.Tensor) -> None:
-            return None
-
-    with pytest.raises(TritongenError, match="forward\\(\\) returns no tensors"):
-        outputs_of_module(Nothing(), ModelSpec(specs("x:4:fp32"), max_batch_size=8))
-
-
-def test_a_failure_at_another_batch_size_names_it() -> None:
-    model = BoundModel(FailsAboveBatch16(), inputs_of_module(FailsAboveBatch16()), ["x"], batched=True)
-    model(torch.zeros(2, 4))
-    with pytest.raises(TritongenError) as err:
-        model(torch.zeros(32, 4))
-    assert "the model runs at batch 2 but fails at another batch size or axis length (batch 32: x [32, 4] fp32)" \
-        in err.value.message
-    assert "ValueError: this model handles at most 16 items" in err.value.message and "--max-batch-size" in err.value.hint
-
-
 @pytest.mark.slow
 def test_exported_program_inputs_are_named_by_the_program() -> None:
     batch = torch.export.Dim("batch")
@@ -200,25 +131,32 @@ def test_build_binds_inputs_by_name_whatever_their_order(tmp_path, cli) -> None:
     assert "'attention_mask' is not an input of the model (forward() takes tokens, mask)" in line
 
 
-@pytest.mark.slow
-def test_build_of_a_model_failing_only_at_the_max_batch_size_is_one_line(tmp_path, cli) -> None:
-    ckpt = tmp_path / "fails.pt"
-    torch.save(FailsAboveBatch16().state_dict(), ckpt)
-    result = cli("build", ckpt, "--model-class", "tests.test_introspect:FailsAboveBatch16", "--input", "x:4:fp32",
-                 "--repository", tmp_path / "repo", "--no-deploy")
-    assert result.exit_code == 2 and "Traceback" not in result.stderr
-    (line,) = [s for s in result.stderr.splitlines() if s.startswith("error:")]
-    assert "fails at another batch size or axis length (batch 32: x [32, 4] fp32)" in line
-    assert not (tmp_path / "repo").exists()  # a failed build leaves no empty repository
+class ByKeyword(nn.Module):
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return input_ids.float() * 10 + attention_mask.float()
 
 
 @pytest.mark.slow
-def test_build_of_a_dict_holding_none_leaves_it_out_with_a_note(tmp_path, cli) -> None:
-    ckpt = tmp_path / "dict.pt"
-    torch.save(DictWithNone().state_dict(), ckpt)
-    result = cli("build", ckpt, "--model-class", "tests.test_introspect:DictWithNone", "--input", "x:4:fp32",
-                 "--repository", tmp_path / "repo", "--no-deploy", "--json")
-    assert result.exit_code == 0, result.stderr
-    report = result.json()
-    assert [o["name"] for o in report["spec"]["outputs"]] == ["logits"]
-    assert any("'past_key_values' (NoneType)" in w for w in report["warnings"])
+def test_a_program_exported_with_keyword_inputs_is_called_with_them() -> None:
+    batch = torch.export.Dim("batch")
+    ids, mask = torch.arange(8).reshape(2, 4), torch.ones(2, 4, dtype=torch.long)
+    ep = torch.export.export(ByKeyword(), (), {"attention_mask": mask, "input_ids": ids},
+                             dynamic_shapes={"attention_mask": {0: batch}, "input_ids": {0: batch}})
+    inputs = inputs_of_program(ep)
+    assert inputs.names == ("attention_mask", "input_ids") and inputs.keyword_names == inputs.names
+    model = BoundModel(ep.module(), inputs, ["attention_mask", "input_ids"], batched=True)
+    (out,) = model(mask, ids)  # positionally, as a program's module would be called, it fails
+    assert torch.equal(out, ByKeyword()(input_ids=ids, attention_mask=mask))
+    specs_ = inputs_for_program(ep, (), 8)
+    assert [t.name for t in specs_] == ["attention_mask", "input_ids"]
+
+
+@pytest.mark.slow
+def test_a_program_with_nested_inputs_is_refused_in_one_line() -> None:
+    class Pair(nn.Module):
+        def forward(self, pair: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            return pair[0] + pair[1]
+
+    ep = torch.export.export(Pair(), ((torch.zeros(2, 3), torch.zeros(2, 3)),))
+    with pytest.raises(TritongenError, match="nested inputs"):
+        inputs_of_program(ep)
