@@ -131,6 +131,11 @@ def test_the_sweep_removes_what_a_dead_owner_left_and_nothing_of_a_live_one(tmp_
     stub = tmp_path / "triton_python_backend_stub"
     stub.symlink_to(sys.executable)
     orphan = subprocess.Popen([str(stub), "-c", "import time; time.sleep(120)", f"/tritongen_{dead.pid}_1_model_0"])
+    # Popen returns once the child's exec has closed its descriptors, which can be before the kernel shows the new
+    # command line: a real stub has long been running when a sweep looks, so wait for the command line here too.
+    deadline = time.monotonic() + 10
+    while b"tritongen_" not in Path(f"/proc/{orphan.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.01)
     try:
         removed = sweep_leftovers()
         assert orphan.wait(timeout=10) == -signal.SIGKILL
