@@ -54,6 +54,18 @@ def bert_classifier(path: Path) -> Path:
     return path
 
 
+def bert_embedder(path: Path) -> Path:
+    """A sentence embedder: a BERT encoder (feature extraction) with its tokenizer."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(1)
+    config = BertConfig(vocab_size=200, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=128, max_position_embeddings=64, **SMALL)
+    save(BertModel(config), path)
+    tokenizer_files(path)
+    return path
+
+
 def gpt2_lm(path: Path) -> Path:
     from transformers import GPT2Config, GPT2LMHeadModel
 
