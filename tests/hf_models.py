@@ -87,13 +87,28 @@ def roberta_embedder(path: Path) -> Path:
     return path
 
 
-def gpt2_lm(path: Path) -> Path:
+def gpt2_lm(path: Path, tokenizer: bool = False) -> Path:
+    """A GPT-2 language model; with `tokenizer`, a byte-level BPE one without special tokens (as GPT-2's: the empty
+    string has no token)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=200, n_embd=64, n_layer=2, n_head=2, n_positions=64, bos_token_id=0,
-                        eos_token_id=0, **SMALL)
-    return save(GPT2LMHeadModel(config), path)
+    config = GPT2Config(vocab_size=300 if tokenizer else 200, n_embd=64, n_layer=2, n_head=2, n_positions=64,
+                        bos_token_id=0, eos_token_id=0, **SMALL)
+    save(GPT2LMHeadModel(config), path)
+    if tokenizer:
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+        from transformers import GPT2TokenizerFast
+
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        tok.train_from_iterator(["the quick brown fox jumps over the lazy dog", "hello world"] * 20,
+                                trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                                    initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+        GPT2TokenizerFast(tokenizer_object=tok, model_max_length=64, bos_token="<|endoftext|>",
+                          eos_token="<|endoftext|>", unk_token="<|endoftext|>").save_pretrained(str(path))
+    return path
 
 
 # An image processor that resizes the shortest edge (bicubic), then center-crops: as many ImageNet models have it.

@@ -111,6 +111,10 @@ def check_pipeline_interface(spec: ModelSpec, source: dict[str, Any] | None) -> 
         kind, unknown = "text", [n for n in names if n not in TEXT_INPUTS]
         if "input_ids" not in names:
             unknown = unknown or names
+        elif not unknown and "attention_mask" not in names:
+            raise TritongenError("a text pipeline pads the strings of a request to one length, and the network takes no "
+                                 "attention_mask to tell padding from text (its answers would change with the padding)",
+                                 "leave out --input so the folder's own inputs (with attention_mask) are used")
     if unknown:
         raise TritongenError(f"a pipeline cannot feed the network's input '{unknown[0]}' (its pre-processing makes "
                              f"{', '.join(TEXT_INPUTS)} from text, or {IMAGE_INPUT} from an image)",
@@ -167,7 +171,9 @@ def _text_step(name: str, spec: ModelSpec, source: dict[str, Any], folder: Path,
     if buckets and buckets[-1] > max_length:
         raise TritongenError(f"--length-buckets {','.join(map(str, buckets))} goes past the model's maximum length "
                              f"({max_length} tokens)", f"give buckets of at most {max_length}")
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (source.get("pad_token_id") or 0)
+    # Padded positions are masked out, so any token will do where the tokenizer has no pad token (GPT-2).
+    pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, source.get("pad_token_id"))
+                   if i is not None), 0)
     inputs = [t for t in spec.inputs if t.name in TEXT_INPUTS]
     params = {
         "input": "text", "tokenizer": TOKENIZER_FILE, "max_length": max_length, "buckets": list(buckets),

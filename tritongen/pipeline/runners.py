@@ -101,6 +101,9 @@ class TransformersRunner(Runner):
             if self.design.kind == "text":
                 self.processor = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True,
                                                                             trust_remote_code=trust)
+                if self.processor.pad_token is None:  # GPT-2's has none: pad with the token the step pads with
+                    pad_id = self.design.preprocess.params["pad_token_id"]
+                    self.processor.pad_token = self.processor.convert_ids_to_tokens(pad_id)
             else:
                 self.processor = transformers.AutoImageProcessor.from_pretrained(
                     folder, local_files_only=True, trust_remote_code=trust, backend="pil")
