@@ -155,10 +155,37 @@ def test_the_client_build_prints_runs_for_text_and_for_image_files(pipeline_buil
     assert out.count("'label': ['LABEL_") == 4
 
 
-def test_the_readme_client_example_runs(served, tmp_path: Path) -> None:
+def test_the_readme_client_example_runs_against_tritongen_serve(pipeline_builds: PipelineBuilds, tmp_path: Path):
+    """As a user runs it: `tritongen serve --model sentiment` (the ensemble brings its steps), then the README's code."""
+    import json
+    import signal
+
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Pipelines"):]
     code = section[section.index("```python\n") + len("```python\n"):]
     code = code[:code.index("```")]
-    out = run_client(code, served, tmp_path)
-    assert "'label': '" in out and "'score': " in out
+    process = subprocess.Popen([sys.executable, "-m", "tritongen", "serve", str(pipeline_builds.repository),
+                                "--model", "sentiment", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        lines = []
+        for line in process.stdout:  # one JSON object, printed once the server is ready
+            lines.append(line)
+            if line.rstrip() == "}":
+                break
+        info = json.loads("".join(lines))
+        assert sorted(m["name"] for m in info["models"]) == ["sentiment", "sentiment_model", "sentiment_postprocess",
+                                                              "sentiment_preprocess"]
+        script = tmp_path / "client.py"
+        script.write_text(code)
+        proc = subprocess.run([sys.executable, str(script)], env={**os.environ, "TRITON_HTTP_URL": info["http_url"]},
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        answers = [line for line in proc.stdout.splitlines() if line.startswith("{'label': '")]
+        assert len(answers) == 2 and all("'score': " in a for a in answers)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -62,7 +62,7 @@ HF_TASKS = tuple(TASKS)
 @click.option("--normalize", is_flag=True, help="With --pipeline, feature extraction: L2-normalize the embedding.")
 @click.option("--length-buckets", metavar="N,N,...|none",
               help="With --pipeline, text: lengths requests are padded to, so that requests of similar lengths "
-                   "batch together (default: powers of two from 8 up to the maximum length; none: to the longest "
+                   "batch together (default: every 16 tokens up to the maximum length; none: to the longest "
                    "item of each request).")
 @click.option("--format", "formats", multiple=True, type=click.Choice(FORMAT_NAMES),
               default=("onnx",),

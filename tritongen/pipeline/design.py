@@ -141,13 +141,19 @@ def design_pipeline(name: str, network: str, options: PipelineOptions, spec: Mod
     return PipelineDesign(name, kind, source["task"], purpose, network, spec, pre, post, ensemble, Path(folder), trust)
 
 
+BUCKET_STEP = 16
+
+
 def default_buckets(max_length: int) -> tuple[int, ...]:
-    """Powers of two from 8 below the maximum length, and the maximum length."""
-    buckets, length = [], 8
-    while length < max_length:
-        buckets.append(length)
-        length *= 2
-    return (*buckets, max_length)
+    """Every 16 tokens up to the maximum length (16, 32, 48, ..., max_length).
+
+    A coarser ladder batches more but pads more, and on a CPU the padding costs about what the batching saves:
+    measured with benchmarks/pipeline_overhead.py (2 CPUs at load average 4, a BERT-like network of 4 layers, hidden
+    128, single-string requests of 7 to 90 tokens, concurrency 16), powers of two ran 1.38 requests per execution of
+    the network at 0.91x the requests/s of no buckets (1.01 per execution), steps of 16 ran 1.20 at 0.98x. On a GPU,
+    where a batch costs little more than one item, batching gains more (not measured here).
+    """
+    return (*range(BUCKET_STEP, max_length, BUCKET_STEP), max_length)
 
 
 def _text_step(name: str, spec: ModelSpec, source: dict[str, Any], folder: Path, trust: bool,

@@ -21,8 +21,8 @@ class PipelineOptions:
     enabled: bool = False  # --pipeline: build the ensemble with its pre- and post-processing steps
     top_k: int = 0  # classification: also return the K best labels and their scores
     normalize: bool = False  # feature extraction: L2-normalize the embedding
-    # Text: the lengths requests are padded to (None: powers of two from 8 up to the maximum length, and the maximum
-    # length; (): none, each request padded to its longest item).
+    # Text: the lengths requests are padded to (None: every 16 tokens up to the maximum length; (): none, each
+    # request padded to its longest item).
     length_buckets: tuple[int, ...] | None = None
 
 
