@@ -191,7 +191,9 @@ def execute(plan: BuildPlan, step: Step | None = None, warn: Callable[[str], Non
     log.seconds["total"] = time.perf_counter() - started
     artifacts = [artifact for _, artifact in staged]
     check = shared.exported.pipeline
-    return BuildResult(plan.name, plan.targets[0].version, plan.repository, artifacts[0].config, shared.exported.spec,
+    # The version of the model the user named: the ensemble's, with --pipeline.
+    version = next((t.version for t in plan.targets if t.model == plan.name), plan.targets[0].version)
+    return BuildResult(plan.name, version, plan.repository, artifacts[0].config, shared.exported.spec,
                        artifacts, shared.onnx.exporter, shared.onnx.opset, shared.simplification, log.warnings,
                        deploy_files, log.seconds, shared.exported.precision_report,
                        pipeline_summary(check.design, check.report) if check is not None else None)

@@ -87,7 +87,7 @@ def check_pipeline(design: PipelineDesign, onnx_path: Path, model: Runner, fp32_
                           "a tokenizer or image processor option tritongen does not reproduce, or a network that "
                           "differs from PyTorch: build without --pipeline to check the network alone")
     references = {design.name: (_raw_inputs(design, requests), answers_expected)}
-    references.update(_step_references(design, folders, requests, got, expected))
+    references.update(_step_references(design, folders, requests, expected))
     return PipelineCheck(design, folders, report, references, tuple(notes))
 
 
@@ -145,7 +145,7 @@ def _raw_inputs(design: PipelineDesign, requests: list[np.ndarray]) -> dict[str,
 
 
 def _step_references(design: PipelineDesign, folders: dict[str, Path], requests: list[np.ndarray],
-                     got: list[Stages], expected: list[Stages]) -> dict[str, Reference]:
+                     expected: list[Stages]) -> dict[str, Reference]:
     """A reference for each step: the pre-processing on items that pad to one length (so that each of them sent alone
     comes back with the batch's shape), the post-processing on the reference network's outputs of the largest
     request."""
