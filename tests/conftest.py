@@ -142,3 +142,42 @@ def hf_builds(tmp_path_factory: pytest.TempPathFactory) -> HfBuilds:
         results[name] = build_model(BuildOptions(checkpoint=sources[name], name=name, repository=repository,
                                                  max_batch_size=8, deploy=False, **extra, **options))
     return HfBuilds(repository, sources, results, examples)
+
+
+@dataclass
+class PipelineBuilds:
+    """Three pipelines (a BERT classifier, a RoBERTa sentence embedder, a ViT classifier) built by one
+    `tritongen build -f tritongen.toml --json`, once per session."""
+
+    project: Path  # the tritongen.toml
+    repository: Path
+    sources: dict[str, Path]  # ensemble name -> the Hugging Face folder
+    output: dict  # build's --json output
+    exit_code: int
+
+
+# ensemble name -> (tests.hf_models factory, its keyword arguments, the [[model]] options besides checkpoint and name)
+PIPELINES = {
+    "sentiment": ("bert_classifier", {}, {"pipeline": True, "top-k": 2, "max-batch-size": 8}),
+    "embedder": ("roberta_embedder", {}, {"pipeline": True, "normalize": True, "max_batch_size": 8}),
+    "vision": ("vit_classifier", {"processor": "CROPPING_PROCESSOR"}, {"pipeline": True, "max-batch-size": 8}),
+}
+
+
+@pytest.fixture(scope="session")
+def pipeline_builds(tmp_path_factory: pytest.TempPathFactory) -> PipelineBuilds:
+    from tests import hf_models
+    from tritongen.cli import main
+
+    root = tmp_path_factory.mktemp("pipelines")
+    sources, lines = {}, ['repository = "model_repository"', "deploy = false"]
+    for name, (factory, kwargs, options) in PIPELINES.items():
+        kwargs = {k: getattr(hf_models, v) for k, v in kwargs.items()}
+        sources[name] = getattr(hf_models, factory)(root / "folders" / name, **kwargs)
+        lines += ["", "[[model]]", f'checkpoint = "folders/{name}"', f'name = "{name}"']
+        lines += [f"{key} = {json.dumps(value)}" for key, value in options.items()]
+    project = root / "tritongen.toml"
+    project.write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(main, ["build", "-f", str(project), "--json"], catch_exceptions=False)
+    output = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
+    return PipelineBuilds(project, root / "model_repository", sources, output, result.exit_code)

@@ -54,23 +54,79 @@ def bert_classifier(path: Path) -> Path:
     return path
 
 
-def gpt2_lm(path: Path) -> Path:
+def byte_level_tokenizer_files(path: Path, max_length: int = 48) -> None:
+    """A byte-level BPE tokenizer trained on the spot, as RoBERTa's folder has: <s> text </s>, every byte encodable
+    (emoji and CJK too), no token types."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import RobertaTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok.train_from_iterator(["the quick brown fox jumps over the lazy dog", "hello world, ça va? こんにちは",
+                             "triton serves models 🙂"] * 20,
+                            trainers.BpeTrainer(vocab_size=300, special_tokens=specials,
+                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.post_processor = processors.RobertaProcessing(("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")))
+    RobertaTokenizerFast(tokenizer_object=tok, model_max_length=max_length, bos_token="<s>", eos_token="</s>",
+                         sep_token="</s>", cls_token="<s>", unk_token="<unk>", pad_token="<pad>",
+                         mask_token="<mask>").save_pretrained(str(path))
+
+
+def roberta_embedder(path: Path) -> Path:
+    """A sentence embedder: a RoBERTa encoder (feature extraction) with a byte-level BPE tokenizer."""
+    from transformers import RobertaConfig, RobertaModel
+
+    torch.manual_seed(1)
+    config = RobertaConfig(vocab_size=300, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=128, max_position_embeddings=52, type_vocab_size=1, pad_token_id=1,
+                           bos_token_id=0, eos_token_id=2, **SMALL)
+    save(RobertaModel(config), path)
+    byte_level_tokenizer_files(path)
+    return path
+
+
+def gpt2_lm(path: Path, tokenizer: bool = False) -> Path:
+    """A GPT-2 language model; with `tokenizer`, a byte-level BPE one without special tokens (as GPT-2's: the empty
+    string has no token)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=200, n_embd=64, n_layer=2, n_head=2, n_positions=64, bos_token_id=0,
-                        eos_token_id=0, **SMALL)
-    return save(GPT2LMHeadModel(config), path)
+    config = GPT2Config(vocab_size=300 if tokenizer else 200, n_embd=64, n_layer=2, n_head=2, n_positions=64,
+                        bos_token_id=0, eos_token_id=0, **SMALL)
+    save(GPT2LMHeadModel(config), path)
+    if tokenizer:
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+        from transformers import GPT2TokenizerFast
+
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        tok.train_from_iterator(["the quick brown fox jumps over the lazy dog", "hello world"] * 20,
+                                trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                                    initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+        GPT2TokenizerFast(tokenizer_object=tok, model_max_length=64, bos_token="<|endoftext|>",
+                          eos_token="<|endoftext|>", unk_token="<|endoftext|>").save_pretrained(str(path))
+    return path
 
 
-def vit_classifier(path: Path) -> Path:
+# An image processor that resizes the shortest edge (bicubic), then center-crops: as many ImageNet models have it.
+CROPPING_PROCESSOR = {"image_processor_type": "ViTImageProcessor", "do_resize": True, "size": {"shortest_edge": 40},
+                      "resample": 3, "do_center_crop": True, "crop_size": {"height": 32, "width": 32},
+                      "do_normalize": True, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
+                      "do_rescale": True, "rescale_factor": 1 / 255}
+
+
+def vit_classifier(path: Path, processor: dict | None = None) -> Path:
+    """A ViT image classifier with an image processor (by default: resize to 32x32, normalize to [-1, 1])."""
     from transformers import ViTConfig, ViTForImageClassification
 
     torch.manual_seed(0)
     config = ViTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, image_size=32,
                        patch_size=8, num_labels=4, **SMALL)
     save(ViTForImageClassification(config), path)
-    (path / "preprocessor_config.json").write_text(json.dumps({
+    (path / "preprocessor_config.json").write_text(json.dumps(processor or {
         "image_processor_type": "ViTImageProcessor", "do_resize": True, "size": {"height": 32, "width": 32},
         "do_normalize": True, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "do_rescale": True,
         "rescale_factor": 1 / 255}))

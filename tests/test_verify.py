@@ -202,3 +202,13 @@ def test_a_difference_anywhere_else_fails(where: str) -> None:
     report = compare(outputs_of_case(case, logits, pooled, "pytorch"),
                      outputs_of_case(case, bad_logits, bad_pooled, "onnxruntime"), Tolerance(1e-4, 1e-3), spec)
     assert not report.passed
+
+
+def test_strings_are_compared_for_equality_and_the_first_difference_named() -> None:
+    from tritongen.verify import compare_outputs
+
+    expected = {"label": np.array([[b"cat"], [b"dog"], [b"cat"]], dtype=object)}
+    same = compare_outputs({"label": expected["label"].copy()}, expected, 1e-4, 1e-3)["label"]
+    assert same.passed and same.max_abs_err == 0
+    other = compare_outputs({"label": np.array([[b"cat"], [b"cow"], [b"dog"]], dtype=object)}, expected, 1, 1)["label"]
+    assert not other.passed and other.problem == "2 of 3 values differ (first at 1: 'cow', expected 'dog')"

@@ -39,6 +39,8 @@ from tritongen.introspect import (
     selected_outputs,
     with_value_domains,
 )
+from tritongen.pipeline.design import check_pipeline_interface
+from tritongen.pipeline.summary import pipeline_summary
 from tritongen.plan import BuildOptions, BuildPlan, Target, check_spec, plan_build
 from tritongen.precision import CastingRunner, cast_feeds, onnx_with_precision
 from tritongen.repository import (
@@ -92,6 +94,7 @@ class BuildResult:
     deploy_files: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     precision: dict[str, Any] | None = None  # the precision report (size, speed, fidelity) when not fp32
+    pipeline: dict[str, Any] | None = None  # with --pipeline: its models, interface, end-to-end parity, client code
 
     @property
     def passed(self) -> bool:
@@ -113,6 +116,7 @@ class BuildResult:
             "warnings": self.warnings,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "precision": self.precision,
+            "pipeline": self.pipeline,
         }
 
 
@@ -175,6 +179,8 @@ def execute(plan: BuildPlan, step: Step | None = None, warn: Callable[[str], Non
         plan = replace(plan, targets=tuple(replace(t, version=v) for t, v in zip(plan.targets, work.versions,
                                                                                    strict=True)))
         shared = _export(plan, loaded, model, interface, work.workspace / SCRATCH, log)
+        if plan.pipeline is not None:
+            shared = _check_pipeline(plan, loaded, shared, work.workspace / SCRATCH / "pipeline", log)
         staged = [_stage_target(plan, target, loaded, shared, work, log) for target in plan.targets]
         work.install()
     deploy_files: list[Path] = []
@@ -184,9 +190,13 @@ def execute(plan: BuildPlan, step: Step | None = None, warn: Callable[[str], Non
         deploy_files = list(write_deploy(plan.repository, image=plan.deploy_image, public=plan.public))
     log.seconds["total"] = time.perf_counter() - started
     artifacts = [artifact for _, artifact in staged]
-    return BuildResult(plan.name, plan.targets[0].version, plan.repository, artifacts[0].config, shared.exported.spec,
+    check = shared.exported.pipeline
+    # The version of the model the user named: the ensemble's, with --pipeline.
+    version = next((t.version for t in plan.targets if t.model == plan.name), plan.targets[0].version)
+    return BuildResult(plan.name, version, plan.repository, artifacts[0].config, shared.exported.spec,
                        artifacts, shared.onnx.exporter, shared.onnx.opset, shared.simplification, log.warnings,
-                       deploy_files, log.seconds, shared.exported.precision_report)
+                       deploy_files, log.seconds, shared.exported.precision_report,
+                       pipeline_summary(check.design, check.report) if check is not None else None)
 
 
 @dataclass(frozen=True)
@@ -221,6 +231,8 @@ def _introspect(plan: BuildPlan, loaded: LoadedCheckpoint, log: _Log) -> tuple[B
         return candidate.with_outputs(outputs), selection, domains
 
     _, (spec, selection, domains) = at_workable_lengths(run, spec, set(plan.axis_lengths), log.note)
+    if plan.pipeline is not None:  # before the export: a model no step can feed or read is refused now
+        check_pipeline_interface(spec, loaded.source)
     examples = read_examples(plan.example_inputs, spec) if plan.example_inputs is not None else None
     return replace(plan, spec=spec), model.selecting(selection), _Interface(selection, domains, examples)
 
@@ -289,6 +301,24 @@ def _export(plan: BuildPlan, loaded: LoadedCheckpoint, model: BoundModel, interf
     return _Export(exported, export, simplification, interface.domains, ref_inputs, ref_outputs)
 
 
+def _check_pipeline(plan: BuildPlan, loaded: LoadedCheckpoint, shared: _Export, work_dir: Path, log: _Log) -> _Export:
+    """The pipeline designed around the served network, and checked end to end against transformers + PyTorch."""
+    from tritongen.pipeline import check_pipeline, design_pipeline
+    from tritongen.verify import Tolerance
+
+    assert plan.pipeline is not None and loaded.source is not None
+    exported = shared.exported
+    with log.step("designing the pipeline's pre- and post-processing", "pipeline_design"):
+        design = design_pipeline(plan.name, plan.targets[0].model, plan.pipeline, exported.served_spec, loaded.source,
+                                 plan.checkpoint, plan.load.trust)
+    tolerance = Tolerance(exported.served_parity.atol, exported.served_parity.rtol)
+    with log.step(f"checking the pipeline end to end: {design.kind} in, answers out, against transformers + PyTorch",
+                  "pipeline_parity"):
+        check = check_pipeline(design, exported.served_files[0], exported.reference,
+                               {t.name: t.dtype for t in exported.spec.inputs}, tolerance, work_dir, log.note)
+    return replace(shared, exported=replace(exported, pipeline=check))
+
+
 def _stage_target(plan: BuildPlan, target: Target, loaded: LoadedCheckpoint, shared: _Export, work: RepositoryBuild,
                   log: _Log) -> tuple[Path, ArtifactResult]:
     """Write one target's model folder into the build workspace: its version, config, reference data, manifest."""
@@ -297,11 +327,12 @@ def _stage_target(plan: BuildPlan, target: Target, loaded: LoadedCheckpoint, sha
     version_dir.mkdir(parents=True)
     written = target.format.write_version(VersionJob(plan, target.model, shared.exported, version_dir,
                                                      work.workspace / SCRATCH / target.model, log.progress, log.note))
-    text = render_config(_intent(plan, target, written.spec))
+    text = written.config_text or render_config(_intent(plan, target, written.spec))
     target.format.check_config(parse_config(text), version_dir, written)
     write_text_atomic(model_stage / CONFIG, text)
-    save_reference(version_dir, cast_feeds(shared.reference_inputs, {t.name: t.dtype for t in written.spec.inputs}),
-                   shared.reference_outputs)
+    inputs, outputs = written.reference or (
+        cast_feeds(shared.reference_inputs, {t.name: t.dtype for t in written.spec.inputs}), shared.reference_outputs)
+    save_reference(version_dir, inputs, outputs)
     # A copy of the config with each version: the model-level config.pbtxt follows the latest build.
     shutil.copy2(model_stage / CONFIG, version_dir / META_DIR / CONFIG)
     # The checkpoint's preprocessing files (a tokenizer, an image processor) stay with the version they belong to.
@@ -311,7 +342,8 @@ def _stage_target(plan: BuildPlan, target: Target, loaded: LoadedCheckpoint, sha
             shutil.copy2(path, version_dir / META_DIR / SOURCE_DIR / path.name)
     write_manifest(version_dir, _manifest(plan, loaded, shared, target, written, version_dir, log.warnings))
     artifact = ArtifactResult(target.format.name, target.model, target.version,
-                              plan.repository / target.model / str(target.version) / target.format.artifact,
+                              plan.repository / target.model / str(target.version) / target.format.artifact
+                              if target.format.artifact else plan.repository / target.model / str(target.version),
                               plan.repository / target.model / CONFIG, written.parity)
     return model_stage, artifact
 

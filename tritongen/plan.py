@@ -18,6 +18,7 @@ from tritongen.config import ModelConfig, check_intent, check_model_name, model_
 from tritongen.errors import TritongenError
 from tritongen.formats.tensorrt.builder import TensorRTOptions
 from tritongen.formats.tensorrt.profiles import DynamicRange, parse_dynamic_ranges
+from tritongen.pipeline.options import PipelineOptions
 from tritongen.precision import PrecisionOptions
 from tritongen.repository import check_repository_dir, resolve_version
 from tritongen.spec import ModelSpec, TensorSpec, check_example_size, check_unique_names, parse_input_spec
@@ -64,6 +65,7 @@ class BuildOptions:
     deploy_image: str | None = None  # auto | slim | nvidia | an image reference
     public: bool = False  # bind the deployment's ports on all interfaces
     command: str | None = None  # the command line, recorded in the manifest (the CLI passes it)
+    pipeline: PipelineOptions = field(default_factory=PipelineOptions)  # --pipeline and its options
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ class BuildPlan:
     force: bool = False
     notes: tuple[str, ...] = ()  # warnings found while planning, shown before the build starts
     spec: ModelSpec | None = None  # the model's interface, once the checkpoint is loaded
+    pipeline: PipelineOptions | None = None  # with --pipeline: the targets are the network, its steps, the ensemble
 
     def needs_calibration(self) -> bool:
         return any(t.format.needs_calibration(self.precision) for t in self.targets)
@@ -152,6 +155,12 @@ def plan_build(options: BuildOptions) -> BuildPlan:
     fmts = tuple(formats.get(f) for f in dict.fromkeys(f.lower() for f in options.formats) or ("onnx",))
     name = check_model_name(options.name if options.name is not None else model_name_from_path(checkpoint))
     model_names = [name if i == 0 else check_model_name(f"{name}_{f.name}") for i, f in enumerate(fmts)]
+    pipeline = _check_pipeline(options, checkpoint, kind, fmts)
+    parts: list[tuple[Format, str]] = []
+    if pipeline is not None:  # the ensemble gets the name; the network and the steps are models beside it
+        model_names = [check_model_name(f"{name}_model")]
+        parts = [(formats.get(p), check_model_name(name if p == "ensemble" else f"{name}_{p}"))
+                 for p in formats.PIPELINE_PARTS]
     tolerance = _check_tolerances(options.atol, options.rtol)
     inputs = tuple(parse_input_spec(s) for s in options.inputs)
     check_unique_names(inputs, "input")
@@ -187,16 +196,16 @@ def plan_build(options: BuildOptions) -> BuildPlan:
         checkpoint=checkpoint,
         load=LoadOptions(options.model_class, options.model_kwargs, tuple(Path(p) for p in options.pythonpath),
                          options.trust_checkpoint, options.task, tuple(options.imports)),
-        name=name, targets=tuple(Target(f, m, 0) for f, m in zip(fmts, model_names, strict=True)),
+        name=name, targets=tuple(Target(f, m, 0) for f, m in [*zip(fmts, model_names, strict=True), *parts]),
         inputs=inputs, outputs=outputs, max_batch_size=options.max_batch_size, axis_lengths=lengths,
         dynamic_ranges=dynamic_ranges, tolerance=tolerance, atol=options.atol, rtol=options.rtol,
         precision=precision, accelerators=accelerators, config=config, opset=options.opset,
         simplify=options.simplify, tensorrt=options.tensorrt, repository=repository, deploy=options.deploy,
         deploy_image=options.deploy_image, public=options.public, command=options.command, notes=tuple(notes),
-        example_inputs=examples, version=options.version, force=options.force)
-    for fmt in fmts:
-        fmt.check_plan(draft)
-    versions = _choose_versions(repository, model_names, options.version, options.force)
+        example_inputs=examples, version=options.version, force=options.force, pipeline=pipeline)
+    for target in draft.targets:
+        target.format.check_plan(draft)
+    versions = _choose_versions(repository, [t.model for t in draft.targets], options.version, options.force)
     return replace(draft, targets=tuple(replace(t, version=v) for t, v in zip(draft.targets, versions, strict=True)))
 
 
@@ -222,6 +231,21 @@ def _check_source_options(options: BuildOptions, checkpoint: Path, kind: Any) ->
     elif options.task is not None:
         raise TritongenError(f"--task applies to Hugging Face model folders, and '{checkpoint}' is a {kind.value} file",
                              "leave out --task, or pass the save_pretrained folder")
+
+
+def _check_pipeline(options: BuildOptions, checkpoint: Path, kind: Any, fmts: tuple[Format, ...]
+                    ) -> PipelineOptions | None:
+    """The pipeline options when --pipeline is given (checked against the folder), else None (and no pipeline
+    option may be given)."""
+    from tritongen.checkpoint import CheckpointKind
+    from tritongen.pipeline.options import check_pipeline_plan, check_without_pipeline
+
+    if not options.pipeline.enabled:
+        check_without_pipeline(options.pipeline)
+        return None
+    check_pipeline_plan(options.pipeline, checkpoint, kind is CheckpointKind.HF_FOLDER, tuple(f.name for f in fmts),
+                        options.max_batch_size, options.task)
+    return options.pipeline
 
 
 def _choose_versions(repository: Path, model_names: list[str], requested: int | None, force: bool) -> tuple[int, ...]:

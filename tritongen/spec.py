@@ -65,6 +65,8 @@ DTYPES: tuple[DType, ...] = (
     DType("int8", "int8", "int8", 3, "TYPE_INT8", "INT8", "INT8"),
     DType("uint8", "uint8", "uint8", 2, "TYPE_UINT8", "UINT8", "UINT8"),
     DType("bool", "bool", "bool", 9, "TYPE_BOOL", "BOOL", "BOOL"),
+    # Byte strings (a pipeline's text and encoded images): numpy object arrays of `bytes`; no torch or TensorRT type.
+    DType("bytes", "", "object", 8, "TYPE_STRING", "BYTES", ""),
 )
 # The dtypes a user may name on the command line (the others appear only as outputs).
 CLI_DTYPES = ("fp32", "fp16", "bf16", "int64", "int32", "int8", "uint8", "bool")

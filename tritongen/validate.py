@@ -203,15 +203,21 @@ class _ModelChecker:
                 atol: float, rtol: float) -> ProtocolCheck:
         try:
             with self._runner(protocol, list(expected)) as runner:
-                actual = runner.infer(inputs)
+                answers = [runner.infer(feeds) for feeds in _requests(inputs, self.config.max_batch_size)]
         except TritonRequestError as exc:
             return ProtocolCheck(protocol, False, error=exc.server_message)
+        actual = {name: np.concatenate([a[name] for a in answers]) if name in answers[0] else None
+                  for name in expected}
+        actual = {name: value for name, value in actual.items() if value is not None}
         outputs = tuple(compare_outputs(actual, expected, atol, rtol).values())
         return ProtocolCheck(protocol, all(o.passed for o in outputs), outputs)
 
     def _batching(self, version: int, inputs: dict[str, np.ndarray], expected: dict[str, np.ndarray],
                   atol: float, rtol: float) -> BatchingCheck:
-        if self.config.max_batch_size <= 1 or not self.config.HasField("dynamic_batching"):
+        # A pipeline (an ensemble) batches in its network: the burst goes to the ensemble, the statistics are the
+        # network's.
+        counted, counted_version = self._batched_model(version)
+        if self.config.max_batch_size <= 1 or counted is None:
             why = "max_batch_size is 0" if self.config.max_batch_size == 0 else "no dynamic_batching in the config"
             return BatchingCheck(checked=False, passed=True, note=f"not applicable: {why}")
         protocol = "grpc" if "grpc" in self.protocols else "http"
@@ -224,14 +230,14 @@ class _ModelChecker:
             picks = [i % items for i in range(count)]
             feeds = [{k: v[i:i + 1] for k, v in inputs.items()} for i in picks]
             # Counted before the warm-up request: the server may count a request a moment after answering it.
-            before = self._counts(version)
+            before = self._counts(counted, counted_version)
             with self._runner(protocol, list(expected), concurrency=count) as runner:
                 try:
                     runner.infer(feeds[0])  # connects first, so the burst is not spread out by connection set-up
                 except TritonRequestError as exc:
                     return BatchingCheck(True, False, count, note=f"a single-item request failed: {exc.server_message}")
                 answers = runner.infer_many(feeds)
-            after = self._counts(version, at_least=before[0] + count + 1)
+            after = self._counts(counted, counted_version, at_least=before[0] + count + 1)
             after = after[0] - 1, after[1] - 1  # the warm-up request ran alone: one inference, one execution
             for answer in answers:
                 if isinstance(answer, TritonUnavailableError):
@@ -241,7 +247,7 @@ class _ModelChecker:
                                        for answer, item in zip(answers, picks, strict=True))
             inferences, executions = after[0] - before[0], after[1] - before[1]
             batched = 0 < executions < inferences
-            note = f"{count} requests ran as {executions} executions"
+            note = f"{count} requests ran as {executions} executions" + (f" of {counted}" if counted != self.name else "")
             note += f" ({inferences / executions:.1f} items each)" if batched else ": no batching seen"
             if errors:
                 note += f"; {len(errors)} requests failed: {errors[0].one_line()}"
@@ -253,22 +259,47 @@ class _ModelChecker:
         assert check is not None
         return check
 
-    def _counts(self, version: int, at_least: int = 0) -> tuple[int, int]:
-        """(inferences, executions) so far; waits briefly for `at_least` inferences, as the server may count a
-        request a moment after answering it."""
+    def _batched_model(self, version: int) -> tuple[str | None, int]:
+        """The model whose statistics show the batching of requests sent to this one, and its version: this model
+        when it has a dynamic batcher; for a pipeline's ensemble, its network; else None."""
+        if self.config.HasField("dynamic_batching"):
+            return self.name, version
+        if self.config.platform != "ensemble":
+            return None, version
+        try:
+            network = read_manifest(self.model_dir / str(version)).get("pipeline", {}).get("model")
+        except TritongenError:
+            network = None
+        versions = versions_of(self.model_dir.parent / network) if network else []
+        return (network, versions[-1]) if versions else (None, version)
+
+    def _counts(self, model: str, version: int, at_least: int = 0) -> tuple[int, int]:
+        """(inferences, executions) of `model` so far; waits briefly for `at_least` inferences, as the server may
+        count a request a moment after answering it."""
         deadline = time.monotonic() + STATS_SETTLE_S
         while True:
-            stats = self.control.get_inference_statistics(self.name, str(version))
-            entry = next((e for e in stats.get("model_stats", []) if e.get("name") == self.name), {})
+            stats = self.control.get_inference_statistics(model, str(version))
+            entry = next((e for e in stats.get("model_stats", []) if e.get("name") == model), {})
             counts = int(entry.get("inference_count", 0)), int(entry.get("execution_count", 0))
             if counts[0] >= at_least or time.monotonic() > deadline:
                 return counts
             time.sleep(0.02)
 
+    def _pipeline_kind(self) -> str | None:
+        """text | image for a pipeline's ensemble or pre-processing step (which take raw inputs), else None."""
+        versions = versions_of(self.model_dir)
+        try:
+            pipeline = read_manifest(self.model_dir / str(versions[-1])).get("pipeline") if versions else None
+        except TritongenError:
+            pipeline = None
+        if not pipeline or pipeline.get("role") not in ("ensemble", "preprocess"):
+            return None
+        return str(pipeline.get("kind"))
+
     def _bad_requests(self, protocol: str, inputs: dict[str, np.ndarray]) -> list[BadRequestCheck]:
         checks = []
         with self._runner(protocol, []) as runner:
-            for case, feeds in bad_feeds(inputs, self.config.max_batch_size).items():
+            for case, feeds in bad_feeds(inputs, self.config.max_batch_size, self._pipeline_kind()).items():
                 try:
                     runner.infer(feeds)
                 except TritonRequestError as exc:
@@ -295,14 +326,21 @@ def as_config_dims(arrays: dict[str, np.ndarray], tensors: Any, batched: bool) -
     return reshaped
 
 
-def bad_feeds(inputs: Mapping[str, np.ndarray], max_batch_size: int) -> dict[str, dict[str, np.ndarray]]:
-    """Requests the server must refuse, made from valid reference inputs by breaking one thing each."""
+def bad_feeds(inputs: Mapping[str, np.ndarray], max_batch_size: int,
+              pipeline: str | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Requests the server must refuse, made from valid reference inputs by breaking one thing each. A pipeline's
+    raw input (`pipeline`: text | image) also gets an empty batch, and bytes that are not UTF-8 text or an image."""
     batched = max_batch_size > 0
     one = {k: v[:1] for k, v in inputs.items()} if batched else dict(inputs)
     first, array = next(iter(one.items()))
-    wrong_type = np.float32 if array.dtype == np.float64 or not np.issubdtype(array.dtype, np.floating) else np.float64
+    if array.dtype == object:  # byte strings: a number instead of a string
+        wrong = np.zeros(array.shape, dtype=np.float32)
+    else:
+        wrong_type = np.float32 if array.dtype == np.float64 or not np.issubdtype(array.dtype, np.floating) \
+            else np.float64
+        wrong = array.astype(wrong_type)
     cases = {
-        "wrong dtype": {**one, first: array.astype(wrong_type)},
+        "wrong dtype": {**one, first: wrong},
         # An extra trailing axis of 2 breaks the rank, or the size of a per-item scalar written as dims [1].
         "wrong shape": {**one, first: np.repeat(array[..., np.newaxis], 2, axis=-1)},
         # Renamed rather than added, so the input count is right and only the name is wrong.
@@ -310,7 +348,20 @@ def bad_feeds(inputs: Mapping[str, np.ndarray], max_batch_size: int) -> dict[str
     }
     if batched:
         cases["batch above max_batch_size"] = {k: np.repeat(v, max_batch_size + 1, axis=0) for k, v in one.items()}
+    if pipeline is not None and batched:
+        cases["empty batch"] = {k: v[:0] for k, v in one.items()}
+        junk = b"\xff\xfe not UTF-8" if pipeline == "text" else b"this is text, not the bytes of an image"
+        cases["not UTF-8 text" if pipeline == "text" else "bytes that are not an image"] = {
+            **one, first: np.array([[junk]], dtype=object).reshape(array.shape)}
     return cases
+
+
+def _requests(inputs: dict[str, np.ndarray], max_batch_size: int) -> list[dict[str, np.ndarray]]:
+    """The reference inputs in requests of at most `max_batch_size` items (a pipeline keeps more raw inputs)."""
+    items = len(next(iter(inputs.values()))) if inputs else 0
+    if max_batch_size <= 0 or items <= max_batch_size:
+        return [inputs]
+    return [{k: v[i:i + max_batch_size] for k, v in inputs.items()} for i in range(0, items, max_batch_size)]
 
 
 def config_differences(expected: Any, served: Any, path: str = "") -> list[str]:

@@ -200,6 +200,9 @@ def compare_outputs(
             result[name] = OutputParity(name, float("inf"), float("inf"), False,
                                         f"shape {list(act.shape)} but PyTorch gives {list(exp.shape)}")
             continue
+        if exp.dtype == object or exp.dtype.kind in "SU":  # strings (a pipeline's labels) must be equal
+            result[name] = _compare_strings(name, act, exp)
+            continue
         a = act.astype(np.float64)
         e = exp.astype(np.float64)
         nan_mismatch = bool(np.any(np.isnan(a) != np.isnan(e)))
@@ -210,6 +213,20 @@ def compare_outputs(
         ok = bool(np.all(diff <= atol + rtol * np.abs(np.nan_to_num(e)))) and not nan_mismatch
         result[name] = OutputParity(name, abs_err, rel_err, ok, "NaN where PyTorch has a number" if nan_mismatch else None)
     return result
+
+
+def _compare_strings(name: str, act: np.ndarray, exp: np.ndarray) -> OutputParity:
+    """Byte or text strings compared for equality; the error is the share of values that differ."""
+    def text(value: object) -> str:
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+    a, e = [text(v) for v in act.reshape(-1)], [text(v) for v in exp.reshape(-1)]
+    wrong = [i for i, (x, y) in enumerate(zip(a, e, strict=True)) if x != y]
+    if not wrong:
+        return OutputParity(name, 0.0, 0.0, True)
+    first = wrong[0]
+    return OutputParity(name, float("inf"), len(wrong) / len(e), False,
+                        f"{len(wrong)} of {len(e)} values differ (first at {first}: {a[first]!r}, expected {e[first]!r})")
 
 
 def merge(a: OutputParity | None, b: OutputParity) -> OutputParity:

@@ -16,13 +16,15 @@ SPEC = ModelSpec(inputs=(parse_input_spec("x:4:fp32"),), outputs=(TensorSpec("y"
                  max_batch_size=8)
 
 
-@pytest.mark.parametrize("name", formats.NAMES)
+@pytest.mark.parametrize("name", formats.NAMES + formats.PIPELINE_PARTS)
 def test_every_registered_format_has_a_test_module_mirroring_its_source(name):
     module = type(formats.get(name)).__module__  # tritongen.formats.tensorrt.format
     parts = module.split(".")[1:]
     test_file = TESTS.joinpath(*parts[:-1], f"test_{parts[-1]}.py")
     assert test_file.is_file(), f"format '{name}' ({module}) has no tests in {test_file}"
     assert "def test_" in test_file.read_text()
+    if name in formats.PIPELINE_PARTS:
+        assert f'"{name}"' in test_file.read_text(), f"{test_file} does not test the pipeline part '{name}'"
 
 
 @pytest.mark.parametrize("fmt", formats.all_formats(), ids=lambda f: f.name)

@@ -84,3 +84,17 @@ def test_model_dirs_lists_the_repositorys_models(tmp_path):
     (tmp_path / "repo" / "notes").mkdir()
     assert [m.name for m in model_dirs(tmp_path / "repo")] == ["enc"]
     assert json.loads((tmp_path / "repo" / "enc" / "1" / "tritongen" / "manifest.json").read_text())["version"] == 1
+
+
+def test_reference_data_keeps_byte_strings_exactly_without_pickle(tmp_path):
+    from tritongen.repository import load_reference
+
+    texts = np.empty((4, 1), dtype=object)
+    texts[:, 0] = [b"", "h\u00e9llo", b"ends with NUL\x00", b"\x89PNG\r\n"]  # str is stored as UTF-8
+    save_reference(tmp_path, {"text": texts, "n": np.arange(4)}, {"label": texts[:2].copy()})
+    inputs, outputs = load_reference(tmp_path)
+    assert inputs["text"].dtype == object and inputs["text"].shape == (4, 1)
+    assert inputs["text"].reshape(-1).tolist() == [b"", "h\u00e9llo".encode(), b"ends with NUL\x00", b"\x89PNG\r\n"]
+    assert inputs["n"].tolist() == [0, 1, 2, 3] and outputs["label"].reshape(-1).tolist() == [b"", "h\u00e9llo".encode()]
+    with np.load(tmp_path / "tritongen" / "reference.npz", allow_pickle=False) as data:
+        assert all(data[k].dtype != object for k in data.files)

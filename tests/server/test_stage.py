@@ -138,3 +138,23 @@ def test_the_staging_folder_is_named_after_its_owner(repository: Path) -> None:
     with staged_repository(repository, backends={"python"}) as staged:
         assert staged.path.parent.name.startswith(f"tritongen-stage-{os.getpid()}-")
     assert not staged.path.exists()
+
+
+ENSEMBLE_CONFIG = """name: "pipe"
+platform: "ensemble"
+max_batch_size: 4
+input { name: "text" data_type: TYPE_STRING dims: [ 1 ] }
+output { name: "y" data_type: TYPE_FP32 dims: [ 10 ] }
+ensemble_scheduling { step { model_name: "py" model_version: -1 input_map { key: "image" value: "text" }
+  output_map { key: "logits" value: "y" } } }
+"""
+
+
+def test_an_ensemble_asked_for_brings_the_models_its_steps_run(repository: Path, tmp_path: Path) -> None:
+    write_model(repository, "pipe", ENSEMBLE_CONFIG, {})
+    assert select_models(repository, ["pipe"]) == ["pipe", "py"]
+    staged = stage_repository(repository, tmp_path / "staged", backends={"python"}, models=["pipe"])
+    assert staged.served == ["pipe", "py"] and staged.model("pipe").served_by == "ensemble backend"
+    write_model(repository, "broken", ENSEMBLE_CONFIG.replace('"py"', '"gone"').replace('"pipe"', '"broken"'), {})
+    with pytest.raises(TritongenError, match="the ensemble 'broken' runs model 'gone', which is not in"):
+        select_models(repository, ["broken"])

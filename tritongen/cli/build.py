@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,13 +13,20 @@ from tritongen import defaults
 from tritongen.cli import main
 from tritongen.cli.common import common_options, emit_json, progress, stderr_console, stdout_console
 from tritongen.formats import NAMES as FORMAT_NAMES
+from tritongen.formats import PIPELINE_PARTS
 from tritongen.sources.hf import TASKS
+
+if TYPE_CHECKING:
+    from tritongen.build import BuildOptions, BuildResult
 
 HF_TASKS = tuple(TASKS)
 
 
 @main.command("build")
-@click.argument("checkpoint", type=click.Path(path_type=Path), metavar="CHECKPOINT|FOLDER")
+@click.argument("checkpoint", type=click.Path(path_type=Path), metavar="CHECKPOINT|FOLDER", required=False)
+@click.option("-f", "--file", "project_file", type=click.Path(path_type=Path), metavar="TRITONGEN.TOML",
+              help="Build every model a project file lists into one repository (each [[model]] takes the options "
+                   "below by their long names).")
 @click.option("--name", help="Model name in the repository (default: the checkpoint's file name).")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE:DTYPE",
               help="An input of the model, by its name in forward(), per item (no batch axis): image:3x224x224:fp32, "
@@ -45,6 +53,17 @@ HF_TASKS = tuple(TASKS)
 @click.option("--example-inputs", type=click.Path(path_type=Path), metavar="NPZ|DIR",
               help="Real inputs: an .npz with one array per input (items along axis 0), or a folder of them (one per "
                    "length). Checked for parity, saved as the reference data, and INT8's default calibration data.")
+@click.option("--pipeline", is_flag=True,
+              help="For a Hugging Face folder: also build a Triton ensemble NAME that takes raw text or images "
+                   "(TYPE_STRING) and answers with labels, scores or embeddings: NAME_preprocess -> NAME_model -> "
+                   "NAME_postprocess, checked end to end against transformers + PyTorch.")
+@click.option("--top-k", type=click.IntRange(min=1), help="With --pipeline, classification: also return the K best "
+                                                          "labels and their scores (top_k_labels, top_k_scores).")
+@click.option("--normalize", is_flag=True, help="With --pipeline, feature extraction: L2-normalize the embedding.")
+@click.option("--length-buckets", metavar="N,N,...|none",
+              help="With --pipeline, text: lengths requests are padded to, so that requests of similar lengths "
+                   "batch together (default: every 16 tokens up to the maximum length; none: to the longest "
+                   "item of each request).")
 @click.option("--format", "formats", multiple=True, type=click.Choice(FORMAT_NAMES),
               default=("onnx",),
               show_default=True, help="Formats to write; the first gets NAME, others NAME_<format>.")
@@ -107,50 +126,31 @@ HF_TASKS = tuple(TASKS)
 @click.option("--public", is_flag=True,
               help="Bind the deployment's ports on all interfaces (Triton has no authentication: see deploy/README.md).")
 @common_options
-def build_command(checkpoint: Path, name: str | None, inputs: tuple[str, ...], outputs: tuple[str, ...],
-                  axis_lengths: tuple[str, ...], model_class: str | None, model_kwargs: str | None,
-                  pythonpath: tuple[Path, ...], trust_checkpoint: bool, task: str | None, imports: tuple[str, ...],
-                  example_inputs: Path | None, formats: tuple[str, ...], max_batch_size: int,
-                  instances: int, kind: str, max_queue_delay_us: int, preferred: tuple[int, ...], opset: int | None,
-                  no_simplify: bool, atol: float | None, rtol: float | None, precision: str, fp16_io: bool,
-                  quantize: str, calibration_data: Path | None, calibration_source: str, calibration_method: str,
-                  calibration_items: int, max_relative_error: float | None, min_top1_agreement: float | None,
-                  accept_fidelity: bool, no_speed: bool, ort_accelerators: tuple[str, ...],
-                  ort_engine_cache: str | None, trt_image: str | None, dynamic_ranges: tuple[str, ...],
-                  trt_workspace_mb: int, timing_cache: Path | None, builder_optimization_level: int | None,
-                  repository: Path, version: int | None, force: bool,
-                  no_deploy: bool, deploy_image: str | None, public: bool, as_json: bool) -> None:
-    """Export CHECKPOINT (or a Hugging Face save_pretrained FOLDER) to a verified, versioned Triton model repository."""
-    from tritongen.build import BuildOptions, build_model
-    from tritongen.formats.tensorrt.builder import TensorRTOptions
-    from tritongen.precision import PrecisionOptions
+def build_command(checkpoint: Path | None, project_file: Path | None, as_json: bool, **_options: Any) -> None:
+    """Export CHECKPOINT (or a Hugging Face save_pretrained FOLDER) to a verified, versioned Triton model repository;
+    with -f, every model of a tritongen.toml."""
+    from tritongen.build import build_model
 
-    precision_options = PrecisionOptions(
-        precision=precision, fp16_io=fp16_io, quantize=quantize, calibration_data=calibration_data,
-        calibration=calibration_source, calibration_method=calibration_method, max_calibration_items=calibration_items,
-        max_relative_error=max_relative_error, min_top1_agreement=min_top1_agreement, accept_fidelity=accept_fidelity,
-        measure_speed=not no_speed)
-    tensorrt_options = TensorRTOptions(image=trt_image, workspace_mb=trt_workspace_mb, timing_cache=timing_cache,
-                                       dynamic_ranges=dynamic_ranges,
-                                       builder_optimization_level=builder_optimization_level)
-
-    options = BuildOptions(
-        checkpoint=checkpoint, name=name, inputs=inputs, outputs=outputs, axis_lengths=axis_lengths,
-        model_class=model_class, model_kwargs=model_kwargs, pythonpath=pythonpath, trust_checkpoint=trust_checkpoint,
-        task=task, imports=imports, example_inputs=example_inputs,
-        max_batch_size=max_batch_size, instances=instances, kind=kind, max_queue_delay_us=max_queue_delay_us,
-        preferred_batch_sizes=preferred, formats=formats, opset=opset, simplify=not no_simplify, atol=atol, rtol=rtol,
-        precision=precision_options, ort_accelerators=ort_accelerators, ort_engine_cache=ort_engine_cache,
-        tensorrt=tensorrt_options,
-        repository=repository, version=version, force=force, deploy=not no_deploy, deploy_image=deploy_image,
-        public=public,
-        command=shlex.join(["tritongen", *sys.argv[1:]]))
+    params = click.get_current_context().params
+    if project_file is not None:
+        _build_project(project_file, as_json)
+        return
+    if checkpoint is None:
+        raise click.UsageError("give CHECKPOINT|FOLDER, or -f tritongen.toml")
+    options = options_from_params(params, command=shlex.join(["tritongen", *sys.argv[1:]]))
     err = stderr_console()
     result = build_model(options, step=lambda desc: progress(desc), warn=lambda m: err.print(f"[yellow]warning:[/] {m}",
                                                                                               highlight=False))
     if as_json:
         emit_json(result.to_dict())
         return
+    print_result(result)
+    stdout_console().print(f"Next: tritongen validate {result.repository}", highlight=False)
+    if result.pipeline:
+        print_client(result.pipeline)
+
+
+def print_result(result: BuildResult) -> None:
     out = stdout_console()
     spec = result.spec
     out.print(f"[bold green]Built[/] {result.model} v{result.version} in {result.seconds['total']:.1f}s "
@@ -159,7 +159,8 @@ def build_command(checkpoint: Path, name: str | None, inputs: tuple[str, ...], o
     out.print("  outputs: " + ", ".join(t.describe() for t in spec.outputs), highlight=False)
     out.print(f"  batching: max_batch_size {spec.max_batch_size}" + (" (dynamic batching on)" if spec.batched else ""),
               highlight=False)
-    for a in result.artifacts:
+    network = [a for a in result.artifacts if a.format not in PIPELINE_PARTS]
+    for a in network:
         out.print(f"  [bold]{a.format}[/]: {a.path}  (config {a.config})", highlight=False)
         for o in a.parity.outputs:
             mark = "[green]✓[/]" if o.passed else "[red]✗[/]"
@@ -170,10 +171,113 @@ def build_command(checkpoint: Path, name: str | None, inputs: tuple[str, ...], o
 
         for line in precision_summary(result.precision):
             out.print(f"  {line}", highlight=False)
-    out.print(f"  checked on {len(result.artifacts[0].parity.cases)} input sets "
-              f"(atol {result.artifacts[0].parity.atol:g}, rtol {result.artifacts[0].parity.rtol:g})", highlight=False)
+    out.print(f"  checked on {len(network[0].parity.cases)} input sets "
+              f"(atol {network[0].parity.atol:g}, rtol {network[0].parity.rtol:g})", highlight=False)
+    if result.pipeline:
+        _print_pipeline(result.pipeline)
     if result.deploy_files:
         out.print(f"  deploy files: {result.deploy_files[0].parent}", highlight=False)
     if result.warnings:
         out.print(f"  [yellow]{len(result.warnings)} warning(s)[/] (shown above)", highlight=False)
-    out.print(f"Next: tritongen validate {result.repository}", highlight=False)
+
+
+def _print_pipeline(pipeline: dict) -> None:
+    out = stdout_console()
+    out.print(f"  [bold]pipeline[/] {pipeline['ensemble']} (ensemble): {pipeline['input']} in -> "
+              f"{pipeline['preprocess']} -> {pipeline['model']} -> {pipeline['postprocess']} -> "
+              f"{', '.join(pipeline['outputs'])}", highlight=False, markup=True)
+    out.print("    takes " + ", ".join(pipeline["inputs"]) + "; answers " + ", ".join(pipeline["answers"]),
+              markup=False, highlight=False)
+    parity = pipeline["parity"]
+    for name, o in parity["outputs"].items():
+        mark = "[green]✓[/]" if o["passed"] else "[red]✗[/]"
+        detail = "equal" if o["max_abs_err"] == 0 else f"max abs err {o['max_abs_err']:.2e}"
+        out.print(f"    {mark} vs transformers + PyTorch {name}: {detail}", highlight=False)
+    out.print(f"    checked on {', '.join(parity['cases'])} (atol {parity['atol']:g}, rtol {parity['rtol']:g})",
+              markup=False, highlight=False)
+
+
+def print_client(pipeline: dict) -> None:
+    """The ready-to-run client for a pipeline, between two rules so it can be copied."""
+    out = stdout_console()
+    out.print(f"Client for {pipeline['ensemble']} (tritonclient, HTTP and gRPC; save as client.py, run "
+              f"`python client.py{' IMAGE...' if pipeline['kind'] == 'image' else ''}`):", markup=False,
+              highlight=False)
+    out.print("-" * 80, markup=False, highlight=False)
+    out.print(pipeline["client_example"].rstrip(), markup=False, highlight=False)
+    out.print("-" * 80, markup=False, highlight=False)
+
+
+def _build_project(path: Path, as_json: bool) -> None:
+    """`build -f tritongen.toml`: each entry's options parsed as this command's, then built into one repository."""
+    from tritongen.errors import CheckFailed, TritongenError
+    from tritongen.project import build_project, read_project
+
+    ctx = click.get_current_context()
+    given = [name for name, value in ctx.params.items() if name not in ("project_file", "as_json", "debug")
+             and ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
+    if given:
+        flag = "--" + given[0].replace("_", "-") if given[0] != "checkpoint" else "CHECKPOINT"
+        raise TritongenError(f"{flag} cannot be combined with -f", f"put it in {path.name} (top level, or in a "
+                             "[[model]] table)")
+    project = read_project(path)
+    options = []
+    for entry in project.entries:
+        try:
+            sub = build_command.make_context("build", list(entry.arguments), parent=ctx.parent)
+        except click.ClickException as exc:
+            raise TritongenError(f"{path}, {entry.label}: {exc.format_message()}",
+                                 "use the long names of `tritongen build --help` options") from exc
+        options.append(options_from_params(sub.params, command=f"tritongen build -f {path} ({entry.label})"))
+    err = stderr_console()
+    result = build_project(project, options, step=lambda desc: progress(desc),
+                           warn=lambda m: err.print(f"[yellow]warning:[/] {m}", highlight=False),
+                           on_model=lambda entry: err.print(f"[bold]{entry.label}[/]", highlight=False))
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        for _entry, built in result.built:
+            print_result(built)
+        out = stdout_console()
+        for entry, exc in result.failed:
+            out.print(f"[red]✗[/] {entry.label} failed: ", end="", highlight=False)
+            out.print(exc.one_line(), markup=False, highlight=False)
+        if result.deploy_files:
+            out.print(f"deploy files: {result.deploy_files[0].parent}", highlight=False)
+        out.print(f"Built {len(result.built)} of {len(project.entries)} model(s) into {project.repository}. "
+                  f"Next: tritongen validate {project.repository}", highlight=False)
+    if result.failed:
+        first = result.failed[0][1]
+        sys.exit(1 if isinstance(first, CheckFailed) else 2)
+
+
+def options_from_params(params: dict, command: str | None) -> BuildOptions:
+    """BuildOptions from the parsed options of `build` (the command line, or a project file's entry)."""
+    from tritongen.build import BuildOptions
+    from tritongen.formats.tensorrt.builder import TensorRTOptions
+    from tritongen.pipeline import PipelineOptions, parse_length_buckets
+    from tritongen.precision import PrecisionOptions
+
+    p = dict(params)
+    precision_options = PrecisionOptions(
+        precision=p["precision"], fp16_io=p["fp16_io"], quantize=p["quantize"], calibration_data=p["calibration_data"],
+        calibration=p["calibration_source"], calibration_method=p["calibration_method"],
+        max_calibration_items=p["calibration_items"], max_relative_error=p["max_relative_error"],
+        min_top1_agreement=p["min_top1_agreement"], accept_fidelity=p["accept_fidelity"],
+        measure_speed=not p["no_speed"])
+    tensorrt_options = TensorRTOptions(image=p["trt_image"], workspace_mb=p["trt_workspace_mb"],
+                                       timing_cache=p["timing_cache"], dynamic_ranges=p["dynamic_ranges"],
+                                       builder_optimization_level=p["builder_optimization_level"])
+    pipeline_options = PipelineOptions(enabled=p["pipeline"], top_k=p["top_k"] or 0, normalize=p["normalize"],
+                                       length_buckets=parse_length_buckets(p["length_buckets"]))
+    return BuildOptions(
+        checkpoint=p["checkpoint"], name=p["name"], inputs=p["inputs"], outputs=p["outputs"],
+        axis_lengths=p["axis_lengths"], model_class=p["model_class"], model_kwargs=p["model_kwargs"],
+        pythonpath=p["pythonpath"], trust_checkpoint=p["trust_checkpoint"], task=p["task"], imports=p["imports"],
+        example_inputs=p["example_inputs"], max_batch_size=p["max_batch_size"], instances=p["instances"],
+        kind=p["kind"], max_queue_delay_us=p["max_queue_delay_us"], preferred_batch_sizes=p["preferred"],
+        formats=p["formats"], opset=p["opset"], simplify=not p["no_simplify"], atol=p["atol"], rtol=p["rtol"],
+        precision=precision_options, ort_accelerators=p["ort_accelerators"], ort_engine_cache=p["ort_engine_cache"],
+        tensorrt=tensorrt_options, repository=p["repository"], version=p["version"], force=p["force"],
+        deploy=not p["no_deploy"], deploy_image=p["deploy_image"], public=p["public"], pipeline=pipeline_options,
+        command=command)

@@ -4,6 +4,9 @@ A format owns what differs between them: the platform or backend Triton loads it
 how it writes a version from the exported model, and how its config is checked against that file. `build` runs the
 shared steps (load, export, parity, reference data, config, manifest, install) and asks each format for the rest.
 Adding a format is adding one module that defines `FORMAT` and naming it in `_MODULES`.
+
+A pipeline's parts are formats too (`ensemble`, and the `preprocess` / `postprocess` python steps), registered in
+`_PIPELINE_PARTS`: `get` finds them, but they are not `--format` choices (`build --pipeline` writes them).
 """
 
 from __future__ import annotations
@@ -32,6 +35,13 @@ _MODULES = {
     "tensorrt": "tritongen.formats.tensorrt.format",
 }
 NAMES = tuple(_MODULES)
+# A pipeline's parts: name -> (module, the attribute holding the format).
+_PIPELINE_PARTS = {
+    "preprocess": ("tritongen.formats.steps", "PREPROCESS"),
+    "postprocess": ("tritongen.formats.steps", "POSTPROCESS"),
+    "ensemble": ("tritongen.formats.ensemble", "FORMAT"),
+}
+PIPELINE_PARTS = tuple(_PIPELINE_PARTS)
 
 Step = Callable[[str], AbstractContextManager[Any]]
 Note = Callable[[str], None]
@@ -50,6 +60,7 @@ class Exported:
     served_parity: ParityReport
     precision_report: dict[str, Any] | None = None
     calibration: tuple[list[dict[str, Any]], dict[str, Any]] | None = None
+    pipeline: Any = None  # tritongen.pipeline.parity.PipelineCheck, with --pipeline
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,8 @@ class WrittenVersion:
     parity: ParityReport
     manifest: dict[str, Any] = field(default_factory=dict)  # entries added to manifest.json
     facts: Any = None  # what `check_config` compares the config with (the TensorRT engine's description)
+    config_text: str | None = None  # config.pbtxt, for a format that renders its own (a pipeline's parts)
+    reference: tuple[dict[str, Any], dict[str, Any]] | None = None  # its own reference data (inputs, outputs)
 
 
 class Format:
@@ -115,6 +128,9 @@ class Format:
 def get(name: str) -> Format:
     """The format registered as `name`; an unknown name is the user's mistake, named with the choices."""
     module = _MODULES.get(name.lower())
+    if module is None and name.lower() in _PIPELINE_PARTS:
+        module, attribute = _PIPELINE_PARTS[name.lower()]
+        return getattr(importlib.import_module(module), attribute)
     if module is None:
         raise TritongenError(f"unknown --format '{name}'", f"use one of {', '.join(NAMES)}")
     return importlib.import_module(module).FORMAT

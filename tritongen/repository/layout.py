@@ -113,24 +113,50 @@ def backup_path(path: Path, kind: str = "bak") -> Path:
 
 
 def save_reference(version_dir: Path, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> Path:
+    """Write `tritongen/reference.npz`: `inputs/<name>` and `outputs/<name>`; an array of byte strings (a pipeline's
+    text or images) as `<kind>_bytes/<name>/data` (the bytes, concatenated) and `.../lengths` (shaped like it), which
+    numpy reads back without pickle."""
     meta = version_dir / META_DIR
     meta.mkdir(parents=True, exist_ok=True)
-    arrays = {f"inputs/{k}": v for k, v in inputs.items()} | {f"outputs/{k}": v for k, v in outputs.items()}
+    arrays: dict[str, np.ndarray] = {}
+    for kind, named in (("inputs", inputs), ("outputs", outputs)):
+        for name, value in named.items():
+            if value.dtype == object:
+                items = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in value.reshape(-1)]
+                arrays[f"{kind}_bytes/{name}/data"] = np.frombuffer(b"".join(items), dtype=np.uint8)
+                arrays[f"{kind}_bytes/{name}/lengths"] = np.array([len(i) for i in items], np.int64).reshape(value.shape)
+            else:
+                arrays[f"{kind}/{name}"] = value
     path = meta / REFERENCE
     np.savez_compressed(path, **arrays)
     return path
 
 
 def load_reference(version_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The sample inputs and PyTorch outputs `build` saved with a version."""
+    """The sample inputs and PyTorch outputs `build` saved with a version (byte strings as object arrays of bytes)."""
     path = version_dir / META_DIR / REFERENCE
     if not path.exists():
         raise TritongenError(f"no reference data at {path}",
                              "rebuild the model with `tritongen build`, which saves PyTorch reference outputs")
+    found: dict[str, dict[str, np.ndarray]] = {"inputs": {}, "outputs": {}}
     with np.load(path, allow_pickle=False) as data:
-        inputs = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("inputs/")}
-        outputs = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("outputs/")}
-    return inputs, outputs
+        for key in data.files:
+            kind, _, name = key.partition("/")
+            if kind in found:
+                found[kind][name] = data[key]
+            elif kind.removesuffix("_bytes") in found and name.endswith("/lengths"):
+                name = name.removesuffix("/lengths")
+                found[kind.removesuffix("_bytes")][name] = _byte_strings(data[f"{kind}/{name}/data"], data[key])
+    return found["inputs"], found["outputs"]
+
+
+def _byte_strings(data: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    raw = data.tobytes()
+    ends = np.cumsum(lengths.reshape(-1))
+    items = [raw[end - n:end] for end, n in zip(ends.tolist(), lengths.reshape(-1).tolist(), strict=True)]
+    array = np.empty(len(items), dtype=object)
+    array[:] = items  # element by element: numpy would turn equal-length byte strings into a fixed-width array
+    return array.reshape(lengths.shape)
 
 
 def write_manifest(version_dir: Path, manifest: dict[str, Any]) -> Path:

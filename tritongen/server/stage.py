@@ -98,7 +98,20 @@ def select_models(repository: Path, wanted: Sequence[str] | None) -> list[str]:
         if name not in available:
             raise TritongenError(f"model '{name}' is not in '{repository}' (it has: {', '.join(available)})",
                                  "use one of those model names")
-    return list(wanted) if wanted else available
+    if not wanted:
+        return available
+    # An ensemble (a pipeline) loads only with the models its steps run: they come with it.
+    chosen = list(dict.fromkeys(wanted))
+    for name in chosen:  # grows while it runs: a step may be an ensemble too
+        config = read_config(repository / name)
+        for step in config.ensemble_scheduling.step if config.platform == "ensemble" else ():
+            if step.model_name not in available:
+                raise TritongenError(f"the ensemble '{name}' runs model '{step.model_name}', which is not in "
+                                     f"'{repository}'", "build the whole pipeline again with `tritongen build "
+                                     "--pipeline`")
+            if step.model_name not in chosen:
+                chosen.append(step.model_name)
+    return chosen
 
 
 def backend_of(config: model_config_pb2.ModelConfig) -> str:
