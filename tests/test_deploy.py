@@ -54,8 +54,8 @@ def test_python_models_get_the_slim_image_bound_to_localhost(project: Path) -> N
     write_model(repository, "b")
     written = write_deploy(repository)
     deploy_dir = project / "deploy"
-    assert sorted(p.name for p in written) == sorted(deploy.DEPLOY_FILES)
-    assert all(p.parent == deploy_dir for p in written)
+    assert sorted(p.relative_to(deploy_dir).as_posix() for p in written) == sorted(deploy.DEPLOY_FILES)
+    assert all(deploy_dir in p.parents for p in written)
     compose = (deploy_dir / "docker-compose.yml").read_text()
     assert f"image: \"${{TRITON_IMAGE:-{SLIM_IMAGE}}}\"" in compose
     assert '"../model_repository:/models:ro"' in compose

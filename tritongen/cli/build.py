@@ -57,6 +57,17 @@ HF_TASKS = tuple(TASKS)
 @click.option("--max-queue-delay-us", type=click.IntRange(min=0), default=defaults.MAX_QUEUE_DELAY_US, show_default=True,
               help="How long the dynamic batcher waits to fill a batch.")
 @click.option("--preferred-batch-size", "preferred", multiple=True, type=int, help="Preferred batch sizes.")
+@click.option("--max-queue-size", type=click.IntRange(min=0), default=defaults.MAX_QUEUE_SIZE, show_default=True,
+              help="Requests allowed to wait in the model's queue; beyond it requests are refused at once (HTTP 503, "
+                   "gRPC UNAVAILABLE) instead of waiting ever longer under overload. 0: no limit.")
+@click.option("--queue-timeout-us", type=click.IntRange(min=0), default=defaults.QUEUE_TIMEOUT_US, show_default=True,
+              help="How long a request may wait in the queue before --timeout-action (0: no limit).")
+@click.option("--timeout-action", type=click.Choice(["reject", "delay"]), default="reject", show_default=True,
+              help="What happens to a request that waited past its timeout: refused, or run after the others.")
+@click.option("--priority-levels", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Request priorities 1 (first) .. N; requests without one get N. 0: one queue.")
+@click.option("--response-cache", is_flag=True,
+              help="Answer identical requests from Triton's response cache (the deployment gets --cache-config).")
 @click.option("--opset", type=int, help="ONNX opset (default: the exporter's).")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
 @click.option("--atol", type=float, help="Absolute tolerance for parity (default 1e-4; fp16: 1e-2; int8: measured).")
@@ -111,7 +122,9 @@ def build_command(checkpoint: Path, name: str | None, inputs: tuple[str, ...], o
                   axis_lengths: tuple[str, ...], model_class: str | None, model_kwargs: str | None,
                   pythonpath: tuple[Path, ...], trust_checkpoint: bool, task: str | None, imports: tuple[str, ...],
                   example_inputs: Path | None, formats: tuple[str, ...], max_batch_size: int,
-                  instances: int, kind: str, max_queue_delay_us: int, preferred: tuple[int, ...], opset: int | None,
+                  instances: int, kind: str, max_queue_delay_us: int, preferred: tuple[int, ...], max_queue_size: int,
+                  queue_timeout_us: int, timeout_action: str, priority_levels: int, response_cache: bool,
+                  opset: int | None,
                   no_simplify: bool, atol: float | None, rtol: float | None, precision: str, fp16_io: bool,
                   quantize: str, calibration_data: Path | None, calibration_source: str, calibration_method: str,
                   calibration_items: int, max_relative_error: float | None, min_top1_agreement: float | None,
@@ -122,6 +135,7 @@ def build_command(checkpoint: Path, name: str | None, inputs: tuple[str, ...], o
                   no_deploy: bool, deploy_image: str | None, public: bool, as_json: bool) -> None:
     """Export CHECKPOINT (or a Hugging Face save_pretrained FOLDER) to a verified, versioned Triton model repository."""
     from tritongen.build import BuildOptions, build_model
+    from tritongen.config import QueuePolicy
     from tritongen.formats.tensorrt.builder import TensorRTOptions
     from tritongen.precision import PrecisionOptions
 
@@ -139,7 +153,9 @@ def build_command(checkpoint: Path, name: str | None, inputs: tuple[str, ...], o
         model_class=model_class, model_kwargs=model_kwargs, pythonpath=pythonpath, trust_checkpoint=trust_checkpoint,
         task=task, imports=imports, example_inputs=example_inputs,
         max_batch_size=max_batch_size, instances=instances, kind=kind, max_queue_delay_us=max_queue_delay_us,
-        preferred_batch_sizes=preferred, formats=formats, opset=opset, simplify=not no_simplify, atol=atol, rtol=rtol,
+        preferred_batch_sizes=preferred, formats=formats,
+        queue=QueuePolicy(max_queue_size, queue_timeout_us, timeout_action), priority_levels=priority_levels,
+        response_cache=response_cache, opset=opset, simplify=not no_simplify, atol=atol, rtol=rtol,
         precision=precision_options, ort_accelerators=ort_accelerators, ort_engine_cache=ort_engine_cache,
         tensorrt=tensorrt_options,
         repository=repository, version=version, force=force, deploy=not no_deploy, deploy_image=deploy_image,
