@@ -142,3 +142,11 @@ def hf_builds(tmp_path_factory: pytest.TempPathFactory) -> HfBuilds:
         results[name] = build_model(BuildOptions(checkpoint=sources[name], name=name, repository=repository,
                                                  max_batch_size=8, deploy=False, **extra, **options))
     return HfBuilds(repository, sources, results, examples)
+
+
+@pytest.fixture(scope="session")
+def two_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository with versions 1 and 2 of one small model whose outputs differ (tests/rollout/versions.py)."""
+    from tests.rollout.versions import build_versions
+
+    return build_versions(tmp_path_factory.mktemp("rollout"))

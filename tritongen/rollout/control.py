@@ -14,6 +14,11 @@ from tritongen.errors import TritongenError
 DEFAULT_TIMEOUT_S = 300.0  # a load runs the model's warm-up: big models take a while
 
 
+class ControlRefused(TritongenError):
+    """The server does not let this client load or unload models (no key, a wrong key, no explicit model control):
+    a problem with how the command is run, not with the version."""
+
+
 class ModelControl:
     """Load, unload and list the models of the Triton at `http_url`; `key` is sent as the `admin-key` header."""
 
@@ -80,9 +85,10 @@ def control_error(what: str, url: str, message: str, status: str, with_key: bool
     if status == "403" or "restricted" in message:
         hint = ("the key is not the one the server was started with: use TRITON_ADMIN_KEY from the deployment's .env"
                 if with_key else f"pass --admin-key, or set {ADMIN_KEY_VARIABLE} (the deployment's .env holds it)")
-        return TritongenError(f"the Triton at {url} refused to {what}: {message}", hint)
+        return ControlRefused(f"the Triton at {url} refused to {what}: {message}", hint)
     if "explicit" in message.lower() or "polling is enabled" in message.lower() or "not allowed" in message.lower():
-        return TritongenError(f"the Triton at {url} refused to {what}: {message}",
+        # Triton 2.51 says "explicit model load / unload is not allowed if polling is enabled" in mode none too.
+        return ControlRefused(f"the Triton at {url} refused to {what}: {message}",
                               "rollouts need explicit model control: `tritongen deploy --rollouts` writes a deployment "
                               "started that way (or start tritonserver with --model-control-mode=explicit)")
     return TritongenError(f"the Triton at {url} could not {what}: {message}", "the server log says more")

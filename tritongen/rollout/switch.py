@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from tritongen.errors import TritongenError
-from tritongen.rollout.control import ModelControl
+from tritongen.rollout.control import ControlRefused, ModelControl
 from tritongen.rollout.history import previous_version, record_switch
 from tritongen.server.base import ServerHandle
 
@@ -175,6 +175,8 @@ class _Switch:
         try:
             self.control.load(candidate, self.candidate_config(config, candidate, version),
                               self.candidate_files(version))
+        except ControlRefused:
+            raise  # how the command is run (key, server mode), not the version: nothing was loaded
         except TritongenError as exc:
             self._unload_quietly(candidate)
             return RolloutReport(**base, switched=False,
