@@ -40,7 +40,8 @@ def _status(exc: Exception) -> str:
 
 
 async def _worker(protocol: str, client: object, module: object, model: str, feeds: dict[str, np.ndarray],
-                  output: str, keep_going: Callable[[], bool], answers: list[Answer], timeout_s: float) -> None:
+                  output: str, keep_going: Callable[[], bool], answers: list[Answer], timeout_s: float,
+                  backoff_s: float) -> None:
     while keep_going():
         inputs = []
         for name, array in feeds.items():
@@ -56,6 +57,7 @@ async def _worker(protocol: str, client: object, module: object, model: str, fee
             answers.append(Answer(protocol, sent, time.monotonic(), result.as_numpy(output)))
         except Exception as exc:  # every failure is a result here, never a crash of the load
             answers.append(Answer(protocol, sent, time.monotonic(), None, str(exc)[:300], _status(exc)))
+            await asyncio.sleep(backoff_s)  # what a client does with "try again later"
 
 
 def _triton_dtype(array: np.ndarray) -> str:
@@ -65,7 +67,7 @@ def _triton_dtype(array: np.ndarray) -> str:
 
 
 async def _run(urls: dict[str, str], model: str, feeds: dict[str, np.ndarray], output: str, concurrency: int,
-               keep_going: Callable[[], bool], answers: list[Answer], timeout_s: float) -> None:
+               keep_going: Callable[[], bool], answers: list[Answer], timeout_s: float, backoff_s: float = 0.0) -> None:
     import tritonclient.grpc as grpcclient
     import tritonclient.grpc.aio as grpc_aio
     import tritonclient.http as httpclient
@@ -79,7 +81,7 @@ async def _run(urls: dict[str, str], model: str, feeds: dict[str, np.ndarray], o
         else:
             client, module = grpc_aio.InferenceServerClient(url), grpcclient
         clients.append(client)
-        tasks += [_worker(protocol, client, module, model, feeds, output, keep_going, answers, timeout_s)
+        tasks += [_worker(protocol, client, module, model, feeds, output, keep_going, answers, timeout_s, backoff_s)
                   for _ in range(concurrency)]
     try:
         await asyncio.gather(*tasks)
@@ -89,12 +91,13 @@ async def _run(urls: dict[str, str], model: str, feeds: dict[str, np.ndarray], o
 
 
 def run_for(urls: dict[str, str], model: str, feeds: dict[str, np.ndarray], output: str, concurrency: int,
-            seconds: float, timeout_s: float = 60.0) -> list[Answer]:
+            seconds: float, timeout_s: float = 60.0, backoff_s: float = 0.0) -> list[Answer]:
     """`concurrency` requests in flight per protocol in `urls` ({"http": host:port, "grpc": host:port}) for
-    `seconds`; every answer."""
+    `seconds`; every answer. A client whose request failed waits `backoff_s` before its next one."""
     answers: list[Answer] = []
     deadline = time.monotonic() + seconds
-    asyncio.run(_run(urls, model, feeds, output, concurrency, lambda: time.monotonic() < deadline, answers, timeout_s))
+    asyncio.run(_run(urls, model, feeds, output, concurrency, lambda: time.monotonic() < deadline, answers, timeout_s,
+                     backoff_s))
     return answers
 
 
