@@ -57,7 +57,8 @@ def panels() -> tuple[Panel, ...]:
         Panel("Time per request by stage", "Queue, compute input, compute infer and compute output time per "
               "successful request (stacked: their sum is the server-side latency).", "µs", stages, stack=True),
         Panel("Latency quantiles", "Request and queue time quantiles over Triton's sliding window "
-              "(--metrics-config=summary_latencies=true).", "µs",
+              "(--metrics-config=summary_latencies=true). Triton 2.51 exports no request-time summary for a model "
+              "with the response cache: only its queue time shows here.", "µs",
               (Query(f'max by (model, version) ({m.REQUEST_SUMMARY}{{{w},quantile="0.99"}})', f"{by_model} request p99"),
                Query(f'max by (model, version) ({m.REQUEST_SUMMARY}{{{w},quantile="0.5"}})', f"{by_model} request p50"),
                Query(f'max by (model, version) ({m.QUEUE_SUMMARY}{{{w},quantile="0.99"}})', f"{by_model} queue p99"))),

@@ -1,4 +1,5 @@
-"""The deploy folder: which image, GPU reservation, port binding, files written atomically; compose validates it."""
+"""The compose deployment folder: which image, GPU reservation, port binding, files written atomically; compose
+validates it."""
 
 from __future__ import annotations
 
