@@ -181,7 +181,17 @@ class _ModelChecker:
                                ready_after_bad_requests=ready_after)
 
     def _state(self, version: int) -> tuple[str, str]:
-        for entry in self.control.get_model_repository_index():
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            index = self.control.get_model_repository_index()
+        except InferenceServerException as exc:
+            if str(exc.status()) != "403":
+                raise
+            # A server whose model-repository API is restricted (a deployment for rollouts): readiness says enough.
+            ready = self.control.is_model_ready(self.name, str(version))
+            return ("READY", "") if ready else ("UNAVAILABLE", "not ready (its reason is behind the restricted API)")
+        for entry in index:
             if entry.get("name") == self.name and str(entry.get("version", "")) in ("", str(version)):
                 return str(entry.get("state") or "UNKNOWN"), str(entry.get("reason") or "")
         return "UNAVAILABLE", "the server does not list this model (is it the right repository?)"
