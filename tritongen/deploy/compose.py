@@ -59,6 +59,8 @@ def write_deploy(
     metrics_port: int | None = None,
     project_name: str | None = None,
     rollouts: bool | None = None,
+    prometheus_port: int | None = None,
+    grafana_port: int | None = None,
 ) -> list[Path]:
     """Write (or refresh) the deployment folder for `repository` and return the files written.
 
@@ -114,8 +116,8 @@ def write_deploy(
         "monitoring": MONITORING,
         "prometheus_image": PROMETHEUS_IMAGE,
         "grafana_image": GRAFANA_IMAGE,
-        "prometheus_port": PROMETHEUS_PORT,
-        "grafana_port": GRAFANA_PORT,
+        "prometheus_port": prometheus_port or PROMETHEUS_PORT,
+        "grafana_port": grafana_port or GRAFANA_PORT,
         "first_model": needs.models[0].name,
     }
     rendered = {
