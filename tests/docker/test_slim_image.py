@@ -72,3 +72,73 @@ def _ready(client: object) -> bool:
         return bool(client.is_server_ready())  # type: ignore[attr-defined]
     except Exception:  # not listening yet
         return False
+
+
+SLOW_MODEL = """
+import time
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        time.sleep(3)
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("y", pb_utils.get_input_tensor_by_name(r, "x").as_numpy())])
+                for r in requests]
+"""
+
+
+def test_a_request_in_flight_is_answered_when_the_container_stops(tmp_path, slim_image, docker_client):
+    """As the compose file runs it (an init as PID 1, a stop grace longer than Triton's exit timeout): SIGTERM reaches
+    tritonserver, which answers the request it is running before it exits, with code 0."""
+    import threading
+
+    import tritonclient.http as httpclient
+
+    from tritongen.deploy.command import EXIT_TIMEOUT_S, triton_args
+    from tritongen.deploy.compose import STOP_GRACE_S
+
+    model = tmp_path / "model_repository" / "slow"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.py").write_text(SLOW_MODEL)
+    (model / "config.pbtxt").write_text('name: "slow"\nbackend: "python"\nmax_batch_size: 0\n'
+                                        'input { name: "x" data_type: TYPE_FP32 dims: [ 4 ] }\n'
+                                        'output { name: "y" data_type: TYPE_FP32 dims: [ 4 ] }\n')
+    container = docker_client.containers.run(
+        slim_image, triton_args("/models"), name=f"tritongen-test-stop-{uuid.uuid4().hex[:8]}", detach=True,
+        init=True, shm_size="256m", volumes={str(model.parent): {"bind": "/models", "mode": "ro"}},
+        ports={"8000/tcp": ("127.0.0.1", None)}, labels={"tritongen": "1", "tritongen.purpose": "test"})
+    try:
+        container.reload()
+        url = f"127.0.0.1:{container.attrs['NetworkSettings']['Ports']['8000/tcp'][0]['HostPort']}"
+        client = httpclient.InferenceServerClient(url, network_timeout=60)
+        deadline = time.monotonic() + 90
+        while not _ready(client):
+            assert time.monotonic() < deadline, container.logs().decode()[-3000:]
+            time.sleep(0.5)
+        answer: dict[str, object] = {}
+
+        def infer() -> None:
+            own = httpclient.InferenceServerClient(url, network_timeout=60)  # tritonclient.http: one per thread
+            item = httpclient.InferInput("x", [4], "FP32")
+            item.set_data_from_numpy(np.arange(4, dtype=np.float32))
+            try:
+                answer["y"] = own.infer("slow", [item]).as_numpy("y")
+            except Exception as exc:  # the assertion below says what happened
+                answer["error"] = exc
+            own.close()
+
+        client.close()  # an open keep-alive connection holds Triton's exit until its exit timeout (measured)
+        thread = threading.Thread(target=infer)
+        thread.start()
+        time.sleep(1.0)  # the request is running in the model now
+        started = time.monotonic()
+        container.stop(timeout=STOP_GRACE_S)
+        stopped_in = time.monotonic() - started
+        thread.join(timeout=30)
+        assert "error" not in answer, answer.get("error")
+        np.testing.assert_array_equal(answer["y"], np.arange(4, dtype=np.float32))
+        container.reload()
+        assert container.attrs["State"]["ExitCode"] == 0, container.logs().decode()[-2000:]
+        assert 1.0 < stopped_in < EXIT_TIMEOUT_S  # waited for the request, then exited on its own
+    finally:
+        container.remove(force=True)
