@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tritongen.deploy import metrics as m
+from tritongen.deploy.command import PORTS
 from tritongen.deploy.dashboard import DASHBOARD_FILE, PROVISIONING_FILES, grafana_files
 from tritongen.deploy.needs import RepositoryNeeds
 
@@ -211,7 +212,7 @@ def monitoring_files(needs: RepositoryNeeds, repository: Path) -> dict[str, str]
 
     budgets = {model.name: budget_for(model.name, repository) for model in needs.models}
     found = alerts(needs, budgets)
-    context = {"job": m.JOB, "target": f"triton:{8002}", "scrape_interval": SCRAPE_INTERVAL,
+    context = {"job": m.JOB, "target": f"triton:{PORTS['metrics']}", "scrape_interval": SCRAPE_INTERVAL,
                "rules_file": RULES_FILE, "alerts": found, "budgets": budgets}
     return {"prometheus.yml": render("monitoring/prometheus.yml.j2", context),
             RULES_FILE: render("monitoring/alerts.yml.j2", context),
