@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.rollout.versions import MODEL
+from tritongen.deploy.command import GRPC_ADMIN_HEADER
 from tritongen.errors import TritongenError
 from tritongen.rollout import ModelControl, rollout, rollout_flags
 
@@ -19,14 +20,15 @@ def test_restricted_api_refuses_a_missing_or_wrong_key_and_says_where_the_key_is
     with serve(two_versions, "embedded", flags=rollout_flags(KEY), every_version=True) as s:
         with ModelControl(s.handle.http_url, KEY) as control:
             assert control.ready_versions(MODEL) == [2]
-        # gRPC is restricted the same way (--grpc-restricted-protocol): the header or nothing.
+        # gRPC is restricted the same way (--grpc-restricted-protocol), where Triton 2.51 expects the header with a
+        # prefix of its own.
         import tritonclient.grpc as grpcclient
         from tritonclient.utils import InferenceServerException
 
         client = grpcclient.InferenceServerClient(s.handle.grpc_url)
         with pytest.raises(InferenceServerException, match="restricted"):
             client.get_model_repository_index()
-        assert client.get_model_repository_index(headers={"admin-key": KEY}).models
+        assert client.get_model_repository_index(headers={GRPC_ADMIN_HEADER: KEY}).models
         assert client.is_model_ready(MODEL)  # inference and health stay open
         client.close()
         for key, hint in ((None, "--admin-key"), ("not-the-key", "not the one the server was started with")):

@@ -67,8 +67,9 @@ def test_rollout_and_rollback_under_load_drop_no_request_and_switch_at_one_point
     assert last_old < first_new, "a request sent after version 1 answered again was still served by version 2"
     assert any(is_version(a.output, 2) for a in second) and any(is_version(a.output, 1) for a in second)
     with ModelControl(handle.http_url, KEY) as control:
-        assert control.ready_versions(MODEL) == [1]
-        assert not [e for e in control.index() if e["name"] != MODEL]  # no candidate left loaded
+        assert control.ready_versions(MODEL) == [1] and not down.notes
+        # No candidate left serving (an unloaded one may stay listed as UNAVAILABLE for a moment).
+        assert not [e for e in control.index() if e["name"] != MODEL and e.get("state") == "READY"]
 
 
 def test_a_broken_version_is_refused_and_the_serving_one_drops_no_request(two_versions, tmp_path):
@@ -85,7 +86,7 @@ def test_a_broken_version_is_refused_and_the_serving_one_drops_no_request(two_ve
             load.wait_for(len(load.answers) + 300)
         with ModelControl(s.handle.http_url, KEY) as control:
             assert control.ready_versions(MODEL) == [1]
-            assert {e["name"] for e in control.index()} == {MODEL}  # the candidate is gone
+            assert not [e for e in control.index() if e["name"] != MODEL and e.get("state") == "READY"]
     assert not report.switched
     assert "does not answer with its reference outputs" in report.problem and "version 1 still serves" in report.problem
     assert all(not c.passed for c in report.checks)

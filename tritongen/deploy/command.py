@@ -8,7 +8,8 @@ Every flag here was checked against tritonserver 2.51's `--help` and its behavio
 - `--cache-config=local,size=N` gives the models that enable `response_cache` a cache of N bytes; without it their
   `response_cache` is ignored.
 - `--http-restricted-api=model-repository:KEY=VALUE` (and gRPC's `--grpc-restricted-protocol`, same format) refuses
-  load, unload and the repository index (HTTP 403, gRPC UNAVAILABLE) to requests without the header KEY: VALUE.
+  load, unload and the repository index (HTTP 403, gRPC UNAVAILABLE) to requests without the header KEY: VALUE; over
+  gRPC the header is `triton-grpc-protocol-KEY`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ METRICS_FLAGS = ("--metrics-config=summary_latencies=true", f"--metrics-config=s
 CACHE_SIZE_BYTES = 256 * 2**20
 # The header a model-repository call must carry when rollouts are enabled, and the variable that holds its value.
 ADMIN_HEADER = "admin-key"
+GRPC_ADMIN_HEADER = f"triton-grpc-protocol-{ADMIN_HEADER}"  # what Triton 2.51's gRPC frontend expects
 ADMIN_KEY_VARIABLE = "TRITON_ADMIN_KEY"
 
 

@@ -34,6 +34,7 @@ from tritongen.server.base import ServerHandle
 
 Progress = Callable[[str], None]
 CANDIDATE_SUFFIX = "__rollout_v"
+SETTLE_S = 10.0  # how long the old version may take to unload after the switch
 
 
 @dataclass(frozen=True)
@@ -204,15 +205,27 @@ class _Switch:
                                      f"version {current} no longer serves: roll back with --to {current}"))
         self.say(f"checking that '{self.model}' answers as version {version}")
         after = tuple(self.check(self.model, p, inputs, expected, atol, rtol) for p in self.protocols)
-        ready = self.control.ready_versions(self.model)
-        if ready == [version] and all(c.passed for c in after):
-            return RolloutReport(**base, switched=True, checks=checks, after=after, differences=differences)
+        ready = self.settled(version)
+        if version in ready and all(c.passed for c in after):
+            notes = () if ready == [version] else (f"versions {ready} are still loaded: the server had not unloaded "
+                                                   f"version {current} after {SETTLE_S:g} s",)
+            return RolloutReport(**base, switched=True, checks=checks, after=after, differences=differences,
+                                 notes=notes)
         self.say(f"going back to version {current}")
         self.control.load(self.model, self.served_config(self.version_config(current), current))
         return RolloutReport(**base, switched=False, checks=checks, after=after, differences=differences,
                              problem=f"after the switch the server served versions {ready} and answered "
                                      f"{'as expected' if all(c.passed for c in after) else 'otherwise'}; "
                                      f"version {current} was loaded again")
+
+    def settled(self, version: int) -> list[int]:
+        """The ready versions once only `version` is left (the old one unloads after the switch), or after SETTLE_S."""
+        deadline = time.monotonic() + SETTLE_S
+        while True:
+            ready = self.control.ready_versions(self.model)
+            if ready == [version] or time.monotonic() > deadline:
+                return ready
+            time.sleep(0.1)
 
     def version_config(self, version: int) -> Any:
         """The config version `version` is served with: the live config.pbtxt for the newest version (it follows the
