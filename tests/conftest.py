@@ -181,3 +181,11 @@ def pipeline_builds(tmp_path_factory: pytest.TempPathFactory) -> PipelineBuilds:
     result = CliRunner().invoke(main, ["build", "-f", str(project), "--json"], catch_exceptions=False)
     output = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
     return PipelineBuilds(project, root / "model_repository", sources, output, result.exit_code)
+
+
+@pytest.fixture(scope="session")
+def two_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository with versions 1 and 2 of one small model whose outputs differ (tests/rollout/versions.py)."""
+    from tests.rollout.versions import build_versions
+
+    return build_versions(tmp_path_factory.mktemp("rollout"))

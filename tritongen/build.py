@@ -362,7 +362,8 @@ def _intent(plan: BuildPlan, target: Target, spec: ModelSpec) -> ModelConfig:
     return ModelConfig(name=target.model, spec=spec, format=target.format.name, instance_count=plan.config.instances,
                        kind=plan.config.kind, max_queue_delay_us=plan.config.max_queue_delay_us,
                        preferred_batch_sizes=tuple(b for b in preferred if b <= spec.max_batch_size),
-                       source=plan.checkpoint.name, accelerators=entries)
+                       source=plan.checkpoint.name, accelerators=entries, queue=plan.config.queue,
+                       priority_levels=plan.config.priority_levels, response_cache=plan.config.response_cache)
 
 
 def _versions() -> dict[str, str]:

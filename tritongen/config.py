@@ -15,6 +15,7 @@ from tritongen.errors import TritongenError
 from tritongen.spec import ModelSpec, TensorSpec, dtype_from_onnx
 
 KINDS = {"auto": "KIND_AUTO", "cpu": "KIND_CPU", "gpu": "KIND_GPU"}
+TIMEOUT_ACTIONS = {"reject": "REJECT", "delay": "DELAY"}
 _MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 
 
@@ -25,6 +26,20 @@ class ExecutionAccelerator:
     name: str  # tensorrt | cuda | openvino
     device: str  # gpu | cpu: which list it goes in
     parameters: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    """The dynamic batcher's `default_queue_policy`: how many requests may wait, for how long, and what happens then.
+
+    The defaults bound nothing (0: no limit, no timeout) but let each client set its own deadline: a request that
+    waited longer than its timeout is refused (REJECT) instead of being run for nobody.
+    """
+
+    max_queue_size: int = defaults.MAX_QUEUE_SIZE  # 0: unbounded; above it requests are refused at once
+    timeout_us: int = defaults.QUEUE_TIMEOUT_US  # 0: requests wait as long as it takes
+    timeout_action: str = "reject"  # reject | delay (run it anyway, after the others)
+    allow_timeout_override: bool = True  # clients may set a shorter timeout per request
 
 
 @dataclass(frozen=True)
@@ -42,6 +57,9 @@ class ModelConfig:
     parameters: dict[str, str] = field(default_factory=dict)
     source: str = "a PyTorch checkpoint"
     accelerators: tuple[ExecutionAccelerator, ...] = ()  # onnx format only
+    queue: QueuePolicy = QueuePolicy()
+    priority_levels: int = 0  # 0: one queue; N: requests carry a priority 1 (first) .. N (the default)
+    response_cache: bool = False  # identical requests answered from Triton's cache (the server needs --cache-config)
 
 
 def check_model_name(name: str) -> str:
@@ -76,11 +94,28 @@ def check_intent(cfg: ModelConfig) -> None:
                              "give preferred sizes no larger than --max-batch-size")
     if cfg.max_queue_delay_us < 0:
         raise TritongenError(f"--max-queue-delay-us {cfg.max_queue_delay_us} is negative", "use 0 or more")
+    _check_queue(cfg)
     fmt = formats.get(cfg.format)
     if cfg.accelerators and not fmt.ort_accelerators:
         raise TritongenError(f"execution accelerators apply to the onnxruntime backend, not the {cfg.format} format",
                              "use --ort-accelerator with --format onnx")
     fmt.check_intent(cfg)
+
+
+def _check_queue(cfg: ModelConfig) -> None:
+    queue = cfg.queue
+    for flag, value in (("--max-queue-size", queue.max_queue_size), ("--queue-timeout-us", queue.timeout_us),
+                        ("--priority-levels", cfg.priority_levels)):
+        if value < 0:
+            raise TritongenError(f"{flag} {value} is negative", "use 0 (the default: no limit) or more")
+    if queue.timeout_action not in TIMEOUT_ACTIONS:
+        raise TritongenError(f"--timeout-action {queue.timeout_action} is not one of {', '.join(TIMEOUT_ACTIONS)}",
+                             "use --timeout-action reject or delay")
+    asked = [flag for flag, on in (("--max-queue-size", queue.max_queue_size), ("--queue-timeout-us", queue.timeout_us),
+                                   ("--priority-levels", cfg.priority_levels)) if on]
+    if asked and cfg.spec.max_batch_size == 0:
+        raise TritongenError(f"{asked[0]} needs batching: the queue policy belongs to the dynamic batcher, and "
+                             "--max-batch-size is 0", f"drop {asked[0]}, or set --max-batch-size")
 
 
 def _tensor_ctx(t: TensorSpec) -> dict[str, Any]:
@@ -122,6 +157,10 @@ def render_config(cfg: ModelConfig) -> str:
         "parameters": cfg.parameters,
         "gpu_accelerators": [a for a in cfg.accelerators if a.device == "gpu"],
         "cpu_accelerators": [a for a in cfg.accelerators if a.device == "cpu"],
+        "queue": cfg.queue,
+        "timeout_action": TIMEOUT_ACTIONS[cfg.queue.timeout_action],
+        "priority_levels": cfg.priority_levels,
+        "response_cache": cfg.response_cache,
     }
     return render("config.pbtxt.j2", ctx)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tritongen import defaults, formats
-from tritongen.config import ModelConfig, check_intent, check_model_name, model_name_from_path
+from tritongen.config import ModelConfig, QueuePolicy, check_intent, check_model_name, model_name_from_path
 from tritongen.errors import TritongenError
 from tritongen.formats.tensorrt.builder import TensorRTOptions
 from tritongen.formats.tensorrt.profiles import DynamicRange, parse_dynamic_ranges
@@ -49,6 +49,9 @@ class BuildOptions:
     kind: str = "auto"
     max_queue_delay_us: int = defaults.MAX_QUEUE_DELAY_US
     preferred_batch_sizes: tuple[int, ...] = ()
+    queue: QueuePolicy = field(default_factory=QueuePolicy)  # the dynamic batcher's default queue policy
+    priority_levels: int = 0
+    response_cache: bool = False
     formats: tuple[str, ...] = ("onnx",)
     opset: int | None = None
     simplify: bool = True
@@ -89,6 +92,9 @@ class ConfigOptions:
     max_queue_delay_us: int
     preferred_batch_sizes: tuple[int, ...]
     ort_engine_cache: str | None
+    queue: QueuePolicy = QueuePolicy()
+    priority_levels: int = 0
+    response_cache: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,13 +181,15 @@ def plan_build(options: BuildOptions) -> BuildPlan:
         npz_files(examples, "--example-inputs")
     precision, accelerators = _precision_and_accelerators(options, [f.name for f in fmts], name, notes, examples)
     config = ConfigOptions(options.instances, options.kind, options.max_queue_delay_us,
-                           tuple(options.preferred_batch_sizes), options.ort_engine_cache)
+                           tuple(options.preferred_batch_sizes), options.ort_engine_cache, options.queue,
+                           options.priority_levels, options.response_cache)
     # Intent errors (batch sizes, kind) and the sizes of the example inputs come before the slow steps.
     probe = ModelSpec(inputs=inputs, max_batch_size=options.max_batch_size, axis_lengths=lengths)
     for fmt in fmts:
         check_intent(ModelConfig(name, probe, format=fmt.name, instance_count=config.instances, kind=config.kind,
                                  max_queue_delay_us=config.max_queue_delay_us,
-                                 preferred_batch_sizes=config.preferred_batch_sizes))
+                                 preferred_batch_sizes=config.preferred_batch_sizes, queue=config.queue,
+                                 priority_levels=config.priority_levels, response_cache=config.response_cache))
     if inputs:
         if kind is not CheckpointKind.EXPORTED_PROGRAM:  # a program names the axes of inputs not given itself
             check_axis_lengths(probe, lengths)

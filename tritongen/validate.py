@@ -32,7 +32,7 @@ from tritongen.validate_report import (
 from tritongen.verify import compare_outputs, tolerance_for
 
 __all__ = ["BadRequestCheck", "BatchingCheck", "ConfigCheck", "ModelValidation", "ProtocolCheck", "ValidationReport",
-           "as_config_dims", "bad_feeds", "config_differences", "validate_repository"]
+           "as_config_dims", "bad_feeds", "config_differences", "reference_check", "reference_of", "validate_repository"]
 
 BURST_SIZES = (32, 64, 64, 128, 128)
 STATS_SETTLE_S = 2.0
@@ -160,13 +160,10 @@ class _ModelChecker:
         config = self._config_check()
         version_dir = self.model_dir / str(version)
         try:
-            inputs, expected = load_reference(version_dir)
+            # The reference holds tensors as the model sees them; clients send and receive them as config dims say.
+            inputs, expected, atol, rtol = reference_of(version_dir, self.config)
         except TritongenError as exc:
             return ModelValidation(**base, state=state, passed=False, config=config, problem=exc.one_line())
-        # The reference holds tensors as the model sees them; clients send and receive them as config dims say.
-        inputs = as_config_dims(inputs, self.config.input, self.config.max_batch_size > 0)
-        expected = as_config_dims(expected, self.config.output, self.config.max_batch_size > 0)
-        atol, rtol = _tolerance(version_dir)
         checks = {}
         for protocol in self.protocols:
             self.say(f"inference over {protocol.upper()}")
@@ -184,7 +181,17 @@ class _ModelChecker:
                                ready_after_bad_requests=ready_after)
 
     def _state(self, version: int) -> tuple[str, str]:
-        for entry in self.control.get_model_repository_index():
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            index = self.control.get_model_repository_index()
+        except InferenceServerException as exc:
+            if str(exc.status()) != "403":
+                raise
+            # A server whose model-repository API is restricted (a deployment for rollouts): readiness says enough.
+            ready = self.control.is_model_ready(self.name, str(version))
+            return ("READY", "") if ready else ("UNAVAILABLE", "not ready (its reason is behind the restricted API)")
+        for entry in index:
             if entry.get("name") == self.name and str(entry.get("version", "")) in ("", str(version)):
                 return str(entry.get("state") or "UNKNOWN"), str(entry.get("reason") or "")
         return "UNAVAILABLE", "the server does not list this model (is it the right repository?)"
@@ -201,16 +208,9 @@ class _ModelChecker:
 
     def _parity(self, protocol: str, inputs: dict[str, np.ndarray], expected: dict[str, np.ndarray],
                 atol: float, rtol: float) -> ProtocolCheck:
-        try:
-            with self._runner(protocol, list(expected)) as runner:
-                answers = [runner.infer(feeds) for feeds in _requests(inputs, self.config.max_batch_size)]
-        except TritonRequestError as exc:
-            return ProtocolCheck(protocol, False, error=exc.server_message)
-        actual = {name: np.concatenate([a[name] for a in answers]) if name in answers[0] else None
-                  for name in expected}
-        actual = {name: value for name, value in actual.items() if value is not None}
-        outputs = tuple(compare_outputs(actual, expected, atol, rtol).values())
-        return ProtocolCheck(protocol, all(o.passed for o in outputs), outputs)
+        url = self.handle.http_url if protocol == "http" else self.handle.grpc_url
+        return reference_check(url, self.name, protocol, inputs, expected, atol, rtol,
+                               max_batch_size=self.config.max_batch_size)
 
     def _batching(self, version: int, inputs: dict[str, np.ndarray], expected: dict[str, np.ndarray],
                   atol: float, rtol: float) -> BatchingCheck:
@@ -308,6 +308,31 @@ class _ModelChecker:
                     continue
                 checks.append(BadRequestCheck(case, protocol, False, None))
         return checks
+
+
+def reference_check(url: str, model: str, protocol: str, inputs: dict[str, np.ndarray],
+                    expected: dict[str, np.ndarray], atol: float, rtol: float, version: str = "",
+                    max_batch_size: int = 0) -> ProtocolCheck:
+    """Send `inputs` to `model` (a `version` of it, or the one the server picks) over `protocol`, in requests of at
+    most `max_batch_size` items (a pipeline keeps more raw inputs than one request may hold), and compare the answers
+    with `expected` at the tolerance; a refused request is a failed check with the server's words."""
+    try:
+        with TritonRunner(url, model, protocol=protocol, version=version, output_names=list(expected)) as runner:
+            answers = [runner.infer(feeds) for feeds in _requests(inputs, max_batch_size)]
+    except TritonRequestError as exc:
+        return ProtocolCheck(protocol, False, error=exc.server_message)
+    actual = {name: np.concatenate([a[name] for a in answers]) for name in expected if name in answers[0]}
+    outputs = tuple(compare_outputs(actual, expected, atol, rtol).values())
+    return ProtocolCheck(protocol, all(o.passed for o in outputs), outputs)
+
+
+def reference_of(version_dir: Path, config: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], float, float]:
+    """A version's saved reference inputs and PyTorch outputs, shaped as `config`'s dims say, and the tolerance
+    (atol, rtol) its build checked parity with."""
+    inputs, expected = load_reference(version_dir)
+    batched = config.max_batch_size > 0
+    atol, rtol = _tolerance(version_dir)
+    return as_config_dims(inputs, config.input, batched), as_config_dims(expected, config.output, batched), atol, rtol
 
 
 def _matches(answer: Any, expected: dict[str, np.ndarray], item: int, atol: float, rtol: float) -> bool:

@@ -57,3 +57,19 @@ def test_missing_repository(cli, tmp_path):
     result = cli("deploy", tmp_path / "nothing", "--target", "kubernetes", "--json")
     assert result.exit_code == 2 and result.json()["ok"] is False
     assert "does not exist" in result.json()["error"]
+
+
+def test_rollouts_is_a_compose_option_kept_by_later_writes(cli, repositories, tmp_path):
+    import shutil
+
+    repository = shutil.copytree(repositories["cpu"], tmp_path / "model_repository")
+    result = cli("deploy", repository, "--rollouts")
+    assert result.exit_code == 0, result.stderr
+    env = (tmp_path / "deploy" / ".env").read_text()
+    assert "TRITON_ADMIN_KEY=" in env
+    assert cli("deploy", repository).exit_code == 0  # as the folder was written
+    assert "--model-control-mode=explicit" in (tmp_path / "deploy" / "docker-compose.yml").read_text()
+    assert cli("deploy", repository, "--no-rollouts").exit_code == 0
+    assert "--model-control-mode=none" in (tmp_path / "deploy" / "docker-compose.yml").read_text()
+    result = cli("deploy", repository, "--target", "kubernetes", "--rollouts")
+    assert result.exit_code == 2 and "--rollouts only applies to --target compose" in result.stderr

@@ -19,8 +19,12 @@ from tritongen.kube.pod import (
 
 
 def test_command_line_is_composes():
-    assert triton_args("/models") == ["tritonserver", "--model-repository=/models", "--model-control-mode=none",
-                                      "--disable-auto-complete-config"]
+    from tritongen.deploy import command
+
+    assert triton_args is command.triton_args  # one builder for every target (tests/deploy/test_command.py)
+    args = triton_args("/models")
+    assert args[:3] == ["tritonserver", "--model-repository=/models", "--model-control-mode=none"]
+    assert "--disable-auto-complete-config" in args and "--metrics-config=summary_latencies=true" in args
 
 
 def test_ports_and_exit_timeout_are_read_off_the_command_line():

@@ -367,7 +367,7 @@ def test_a_hand_edited_manifest_is_kept_before_it_is_rewritten(repositories, tmp
 
 def test_compose_target_is_the_existing_compose_deployment(repositories, tmp_path):
     result = write_target(repositories["cpu"], "compose", tmp_path / "compose")
-    assert sorted(p.name for p in result.files) == sorted(DEPLOY_FILES)
+    assert sorted(p.relative_to(result.folder).as_posix() for p in result.files) == sorted(DEPLOY_FILES)
     with pytest.raises(TritongenError, match="--models-from"):
         write_target(repositories["cpu"], "compose", tmp_path / "c2", KubeOptions(models_from="pvc:x"))
 

@@ -21,6 +21,7 @@ def _register() -> None:
         deploy,  # noqa: F401
         image,  # noqa: F401
         plan,  # noqa: F401
+        rollout,  # noqa: F401
         serve,  # noqa: F401
         tune,  # noqa: F401
         validate,  # noqa: F401

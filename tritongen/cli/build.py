@@ -76,6 +76,17 @@ HF_TASKS = tuple(TASKS)
 @click.option("--max-queue-delay-us", type=click.IntRange(min=0), default=defaults.MAX_QUEUE_DELAY_US, show_default=True,
               help="How long the dynamic batcher waits to fill a batch.")
 @click.option("--preferred-batch-size", "preferred", multiple=True, type=int, help="Preferred batch sizes.")
+@click.option("--max-queue-size", type=click.IntRange(min=0), default=defaults.MAX_QUEUE_SIZE, show_default=True,
+              help="Requests allowed to wait in the model's queue; beyond it requests are refused at once (HTTP 503, "
+                   "gRPC UNAVAILABLE) instead of waiting ever longer under overload. 0: no limit.")
+@click.option("--queue-timeout-us", type=click.IntRange(min=0), default=defaults.QUEUE_TIMEOUT_US, show_default=True,
+              help="How long a request may wait in the queue before --timeout-action (0: no limit).")
+@click.option("--timeout-action", type=click.Choice(["reject", "delay"]), default="reject", show_default=True,
+              help="What happens to a request that waited past its timeout: refused, or run after the others.")
+@click.option("--priority-levels", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Request priorities 1 (first) .. N; requests without one get N. 0: one queue.")
+@click.option("--response-cache", is_flag=True,
+              help="Answer identical requests from Triton's response cache (the deployment gets --cache-config).")
 @click.option("--opset", type=int, help="ONNX opset (default: the exporter's).")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
 @click.option("--atol", type=float, help="Absolute tolerance for parity (default 1e-4; fp16: 1e-2; int8: measured).")
@@ -254,6 +265,7 @@ def _build_project(path: Path, as_json: bool) -> None:
 def options_from_params(params: dict, command: str | None) -> BuildOptions:
     """BuildOptions from the parsed options of `build` (the command line, or a project file's entry)."""
     from tritongen.build import BuildOptions
+    from tritongen.config import QueuePolicy
     from tritongen.formats.tensorrt.builder import TensorRTOptions
     from tritongen.pipeline import PipelineOptions, parse_length_buckets
     from tritongen.precision import PrecisionOptions
@@ -276,7 +288,9 @@ def options_from_params(params: dict, command: str | None) -> BuildOptions:
         pythonpath=p["pythonpath"], trust_checkpoint=p["trust_checkpoint"], task=p["task"], imports=p["imports"],
         example_inputs=p["example_inputs"], max_batch_size=p["max_batch_size"], instances=p["instances"],
         kind=p["kind"], max_queue_delay_us=p["max_queue_delay_us"], preferred_batch_sizes=p["preferred"],
-        formats=p["formats"], opset=p["opset"], simplify=not p["no_simplify"], atol=p["atol"], rtol=p["rtol"],
+        queue=QueuePolicy(p["max_queue_size"], p["queue_timeout_us"], p["timeout_action"]),
+        priority_levels=p["priority_levels"], response_cache=p["response_cache"], formats=p["formats"],
+        opset=p["opset"], simplify=not p["no_simplify"], atol=p["atol"], rtol=p["rtol"],
         precision=precision_options, ort_accelerators=p["ort_accelerators"], ort_engine_cache=p["ort_engine_cache"],
         tensorrt=tensorrt_options, repository=p["repository"], version=p["version"], force=p["force"],
         deploy=not p["no_deploy"], deploy_image=p["deploy_image"], public=p["public"], pipeline=pipeline_options,

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 @click.option("--shm-size", metavar="SIZE", help="Size of /dev/shm, which the python backend moves tensors through "
                                                  "(default 1g).")
 @click.option("--public", is_flag=True, help="compose: bind the ports on every interface instead of 127.0.0.1.")
+@click.option("--rollouts/--no-rollouts", default=None,
+              help="compose: explicit model control with loading and unloading restricted to a key kept in .env, so "
+                   "`tritongen rollout` can switch versions (default: as the folder was last written; off for a new "
+                   "one).")
 @click.option("--name", metavar="NAME", help="kubernetes/kserve: name of the Deployment and Service or of the "
                                              "InferenceService (default: triton-<model>).")
 @click.option("--models-from", metavar="SOURCE",
@@ -45,7 +49,7 @@ if TYPE_CHECKING:
                    "folder, if any).")
 @common_options
 def deploy_command(repository: Path, target: str, output: Path | None, image: str | None, shm_size: str | None,
-                   public: bool, name: str | None, models_from: str | None, credentials_secret: str | None,
+                   public: bool, rollouts: bool | None, name: str | None, models_from: str | None, credentials_secret: str | None,
                    namespace: str | None, cpu: str | None, memory: str | None, prometheus_url: str | None,
                    plan_path: Path | None, as_json: bool) -> None:
     """Write the deployment of every model in REPOSITORY for compose, Kubernetes or KServe. For kubernetes and
@@ -56,12 +60,20 @@ def deploy_command(repository: Path, target: str, output: Path | None, image: st
     options = KubeOptions(name=name, image=image, models_from=models_from, credentials_secret=credentials_secret,
                           shm_size=shm_size, namespace=namespace, prometheus_url=prometheus_url, cpu=cpu,
                           memory=memory, plan=plan)
-    compose = {"public": True} if public else {}
+    compose: dict[str, bool] = {"public": True} if public else {}
+    if rollouts is not None:
+        compose["rollouts"] = rollouts
     if public and target != "compose":
         from tritongen.errors import TritongenError
 
         raise TritongenError("--public only applies to --target compose",
                              "on Kubernetes, expose the Service through an ingress or gateway with authentication")
+    if rollouts is not None and target != "compose":
+        from tritongen.errors import TritongenError
+
+        raise TritongenError("--rollouts only applies to --target compose",
+                             "Kubernetes deployments run with --model-control-mode=none; roll out a new version with a "
+                             "new Deployment revision")
     result = write_target(repository, target, output, options, **compose)
     if as_json:
         emit_json(result.to_dict())

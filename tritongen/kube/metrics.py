@@ -9,9 +9,10 @@ needs to know each replica's capacity). Every name here was checked against a re
 
 from __future__ import annotations
 
-# Triton 2.51 metric names (tritonserver --metrics-port, /metrics), counters with labels model and version.
-QUEUE_DURATION = "nv_inference_queue_duration_us"
-REQUEST_SUCCESS = "nv_inference_request_success"
+# Triton 2.51 metric names (tritonserver --metrics-port, /metrics), counters with labels model and version: the one
+# list of names is tritongen.deploy.metrics.
+from tritongen.deploy.metrics import QUEUE_DURATION, REQUEST_SUCCESS  # noqa: E402
+
 TRITON_METRICS = (QUEUE_DURATION, REQUEST_SUCCESS)
 
 # The custom metric the Prometheus adapter serves to the HPA: the Triton counter it comes from, per request.

@@ -1,25 +1,33 @@
 """The Triton pod both Kubernetes targets run: command line, ports and probes, /dev/shm, resources, security.
 
-The command line and image are the compose deployment's (tritongen.deploy), so what `validate` checked with
-Docker is what runs in the cluster; the container ports and probes are derived from that command line.
+The command line (tritongen.deploy.command.triton_args) and image are the compose deployment's, so what `validate`
+checked with Docker is what runs in the cluster; the container ports and probes are derived from that command line.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tritongen.deploy import CONTAINER_REPOSITORY, PORTS, SHM_SIZE, ImageChoice, RepositoryNeeds
+from tritongen.deploy import SHM_SIZE, ImageChoice, RepositoryNeeds
+from tritongen.deploy.command import (
+    CONTAINER_REPOSITORY,
+    EXIT_TIMEOUT_S,
+    exit_timeout_of,
+    flag_value,
+    ports_of,
+    triton_args,
+)
 from tritongen.errors import TritongenError
 from tritongen.kube.plan import CapacityPlan
 from tritongen.kube.source import ModelSource
 
-# tritonserver's default for --exit-timeout-secs (src/command_line_parser.h in Triton 2.51.0): how long it waits
-# for in-flight requests after SIGTERM.
-TRITON_EXIT_TIMEOUT_S = 30
+__all__ = ["TritonPod", "exit_timeout_of", "flag_value", "ports_of", "triton_args", "triton_pod"]
+
+# How long tritonserver waits for in-flight requests after SIGTERM (its 2.51 default, written in the command line).
+TRITON_EXIT_TIMEOUT_S = EXIT_TIMEOUT_S
 # Before SIGTERM reaches Triton, the pod leaves the Service's endpoints; the pause lets proxies and kube-proxy
 # catch up, so no new request is sent to a server that is shutting down.
 PRESTOP_SLEEP_S = 5
@@ -63,32 +71,6 @@ class TritonPod:
     @property
     def prestop_sleep_s(self) -> int:
         return PRESTOP_SLEEP_S
-
-
-def triton_args(repository: str, extra: Sequence[str] = ()) -> list[str]:
-    """The compose deployment's tritonserver command line (templates/docker-compose.yml.j2), for `repository`."""
-    return ["tritonserver", f"--model-repository={repository}", "--model-control-mode=none",
-            "--disable-auto-complete-config", *extra]
-
-
-def flag_value(args: Sequence[str], flag: str) -> str | None:
-    """The value of `--flag=V` or `--flag V` in a command line (the last one wins, as for tritonserver)."""
-    value = None
-    for i, arg in enumerate(args):
-        if arg.startswith(flag + "="):
-            value = arg.split("=", 1)[1]
-        elif arg == flag and i + 1 < len(args):
-            value = args[i + 1]
-    return value
-
-
-def ports_of(args: Sequence[str]) -> dict[str, int]:
-    """The ports tritonserver listens on with this command line: its flags, else Triton's defaults."""
-    return {name: int(flag_value(args, f"--{name}-port") or default) for name, default in PORTS.items()}
-
-
-def exit_timeout_of(args: Sequence[str]) -> int:
-    return int(flag_value(args, "--exit-timeout-secs") or TRITON_EXIT_TIMEOUT_S)
 
 
 _UNITS = {"": "", "b": "", "k": "Ki", "m": "Mi", "g": "Gi", "t": "Ti"}  # Docker's k, m, g are powers of 1024
@@ -143,7 +125,7 @@ def triton_pod(repository: Path, needs: RepositoryNeeds, image: ImageChoice, sou
     else:
         location = source.location if source.object_store else CONTAINER_REPOSITORY
         extra = []
-    args = triton_args(location, extra)
+    args = triton_args(location, extra, cache=needs.cache)
     shm = quantity(shm_size or SHM_SIZE)
     instances = instance_count(repository, needs)
     size_mi = round(model_bytes(repository) / 2**20)

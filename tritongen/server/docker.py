@@ -210,6 +210,8 @@ def _create_container(
 ) -> Container:
     import docker
 
+    from tritongen.deploy.command import metrics_args
+
     device_requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpus else None
     try:
         return client.containers.create(
@@ -220,6 +222,7 @@ def _create_container(
                 f"--model-repository={CONTAINER_REPOSITORY}",
                 # Serve what we wrote: auto-complete would fill in batching and hide config mistakes.
                 "--disable-auto-complete-config",
+                *metrics_args(),
                 *flags.args(),
             ],
             # Docker picks free host ports: no race between choosing a port and binding it.

@@ -27,6 +27,12 @@ class TritonInstall:
     library_dirs: tuple[Path, ...]  # prepended to LD_LIBRARY_PATH
 
     @property
+    def caches(self) -> Path | None:
+        """The response cache implementations next to the binary (nvidia-pytriton ships `local`), if any."""
+        found = self.binary.parent.parent / "caches"
+        return found if found.is_dir() else None
+
+    @property
     def backend_names(self) -> frozenset[str]:
         root = self.backends or Path("/opt/tritonserver/backends")
         if not root.is_dir():

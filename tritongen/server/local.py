@@ -15,6 +15,7 @@ import urllib.error
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from tritongen.deploy.command import metrics_args
 from tritongen.errors import TritongenError
 from tritongen.server.base import ServerFlags, ServerHandle
 from tritongen.server.install import TritonInstall, find_tritonserver, prepare_backends, server_environment
@@ -70,6 +71,8 @@ class LocalServer:
             *([f"--backend-directory={backends}"] if backends else []),
             *([f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}"]
               if "python" in install.backend_names else []),
+            # The latency summaries a deployment exports, and where nvidia-pytriton keeps the response cache.
+            *metrics_args(), *([f"--cache-directory={install.caches}"] if install.caches else []),
             *(flags or ServerFlags()).args(),
         ]
         self._env = server_environment(install)

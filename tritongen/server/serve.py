@@ -84,14 +84,16 @@ def serve(repository: str | Path | None, server: str = "embedded", *, models: Se
           ports: tuple[int | None, int | None, int | None] | None = None,
           report_unverified: bool = False, before_start: Callable[[StagedRepository], None] | None = None,
           on_progress: Progress | None = None, on_warning: Progress | None = None,
-          stop_grace_s: float | None = None) -> Iterator[Served]:
+          stop_grace_s: float | None = None, every_version: bool = False) -> Iterator[Served]:
     """Serve `models` (default: all) of `repository` on `server` ("embedded", "docker" or a running server's URL).
 
     A model whose served files differ from its manifest (changed, missing, or not written by the build) is refused:
     an error, or with `report_unverified` it is left out and listed in `Served.models` with its problems. Models the
     server has no backend for are left out with the reason; if nothing is left, `NothingToServe` is raised before
     any server starts. `before_start` may add models to the staged copy (a server tritongen starts only).
-    `on_warning` hears about what the user should know (a stop that had to be forced).
+    `on_warning` hears about what the user should know (a stop that had to be forced). `every_version`: stage (and
+    check) every version, not only those the configs serve, so that explicit model control can load any of them
+    (`tritongen rollout`).
     """
     progress = on_progress or (lambda _msg: None)
     flags = flags or ServerFlags()
@@ -106,7 +108,8 @@ def serve(repository: str | Path | None, server: str = "embedded", *, models: Se
         raise TritongenError(f"the {server} server needs a model repository to serve", "pass the repository")
     sweep_leftovers()
     backends = _server_backends(server, source, names, tritonserver, image)
-    with watchdog() as dog, staged_repository(source, backends=backends, models=names) as staged:
+    with watchdog() as dog, staged_repository(source, backends=backends, models=names,
+                                              every_version=every_version) as staged:
         dog.guard_path(staged.path.parent)
         served_models = tuple(_from_staged(m) for m in staged.models)
         if not report_unverified:
@@ -117,6 +120,7 @@ def serve(repository: str | Path | None, server: str = "embedded", *, models: Se
                                  "serve it with Docker or a Triton that has those backends", served_models, problems)
         if before_start is not None:
             before_start(staged)
+        flags = _with_cache(flags, served_models)
         what = "starting Triton in Docker" if server == "docker" else "starting the embedded tritonserver"
         progress(what + (" (explicit model control)" if flags.model_control == "explicit" else ""))
         with staged.naming_original_paths(), launch(staged.path, server, flags=flags, tritonserver=tritonserver,
@@ -124,6 +128,18 @@ def serve(repository: str | Path | None, server: str = "embedded", *, models: Se
                                                     guard=dog, on_progress=on_warning,
                                                     stop_grace_s=stop_grace_s) as handle:
             yield Served(handle, served_models, backends, problems)
+
+
+def _with_cache(flags: ServerFlags, models: tuple[ServedModel, ...]) -> ServerFlags:
+    """A model with `response_cache` enabled gets a cache only where the server has one configured: as deployed."""
+    from dataclasses import replace
+
+    from tritongen.deploy.command import cache_args
+
+    wanted = any(m.config is not None and m.config.response_cache.enable for m in models if m.served_by)
+    if not wanted or any(arg.startswith("--cache-config") for arg in flags.extra_args):
+        return flags
+    return replace(flags, extra_args=(*flags.extra_args, *cache_args()))
 
 
 def served_config(grpc_url: str, model: str) -> Any:

@@ -19,7 +19,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from tritongen.errors import TritongenError
-from tritongen.repository import CONFIG, META_DIR, models_in, read_manifest
+from tritongen.repository import CONFIG, META_DIR, models_in, read_manifest, versions_of
 from tritongen.server.checks import artifact_problems, served_versions
 from tritongen.server.processes import STAGING_DIR, owned_name
 
@@ -126,18 +126,20 @@ def served_by(config: model_config_pb2.ModelConfig) -> str:
     return f"{backend_of(config)} backend"
 
 
-def verify_model(model_dir: Path, config: Any) -> list[str]:
-    """Problems with the served versions' files (see `artifact_problems`); no version at all is one too."""
-    versions = served_versions(model_dir, config)
+def verify_model(model_dir: Path, config: Any, every_version: bool = False) -> list[str]:
+    """Problems with the served versions' files (see `artifact_problems`), or every version's; no version at all is
+    one too."""
+    versions = versions_of(model_dir) if every_version else served_versions(model_dir, config)
     if not versions:
         return [f"{model_dir} has no version directory"]
     return [p for v in versions for p in artifact_problems(model_dir / str(v))]
 
 
 def stage_repository(repository: Path, dest: Path, *, backends: Iterable[str] | None,
-                     models: Sequence[str] | None = None) -> StagedRepository:
+                     models: Sequence[str] | None = None, every_version: bool = False) -> StagedRepository:
     """Write into `dest` a repository the server with `backends` (None: every backend) can load, and say how each
-    model is served. Models whose files are not the ones the build wrote are refused (left out, with the problems)."""
+    model is served. Models whose files are not the ones the build wrote are refused (left out, with the problems).
+    `every_version`: stage all versions, not only those the config serves (explicit model control can load any)."""
     available = None if backends is None else frozenset(backends)
     repository = repository.resolve()
     dest.mkdir(parents=True, exist_ok=True)
@@ -153,28 +155,29 @@ def stage_repository(repository: Path, dest: Path, *, backends: Iterable[str] | 
             staged.append(StagedModel(name, None, f"needs the {backend} backend, which this server does not have "
                                                   f"(it has: {have}); serve it with --server docker or a full Triton"))
             continue
-        problems = verify_model(source, config) if backend != "ensemble" else []
+        problems = verify_model(source, config, every_version) if backend != "ensemble" else []
         if problems:
             staged.append(StagedModel(name, None, problems=tuple(problems)))
         elif runner:
-            staged.append(_stage_onnx_as_python(source, dest / name, config))
+            staged.append(_stage_onnx_as_python(source, dest / name, config, every_version))
         else:
-            _link_model(source, dest / name, config)
+            _link_model(source, dest / name, config, every_version=every_version)
             staged.append(StagedModel(name, served_by(config), config=config))
     return StagedRepository(dest, tuple(staged), repository)
 
 
 @contextlib.contextmanager
 def staged_repository(repository: str | Path, *, backends: Iterable[str] | None,
-                      models: Sequence[str] | None = None) -> Iterator[StagedRepository]:
+                      models: Sequence[str] | None = None, every_version: bool = False) -> Iterator[StagedRepository]:
     """`stage_repository` into a temporary directory that is removed afterwards (named after this process, so that
     the folder of a killed run can be swept)."""
     with tempfile.TemporaryDirectory(prefix=owned_name(STAGING_DIR)) as tmp:
-        yield stage_repository(Path(repository), Path(tmp) / "repository", backends=backends, models=models)
+        yield stage_repository(Path(repository), Path(tmp) / "repository", backends=backends, models=models,
+                               every_version=every_version)
 
 
 def _link_model(source: Path, dest: Path, config: Any, *, config_text: str | None = None,
-                skip: Sequence[str] = ()) -> list[Path]:
+                skip: Sequence[str] = (), every_version: bool = False) -> list[Path]:
     """The model's config (linked, or `config_text`) and its served versions: each a real folder holding links to
     the files the manifest lists and to tritongen/, nothing else. Returns the staged version folders."""
     dest.mkdir(parents=True)
@@ -183,7 +186,7 @@ def _link_model(source: Path, dest: Path, config: Any, *, config_text: str | Non
     else:
         (dest / CONFIG).write_text(config_text)
     staged = []
-    for version in served_versions(source, config):
+    for version in versions_of(source) if every_version else served_versions(source, config):
         version_dir, target = source / str(version), dest / str(version)
         target.mkdir()
         names = [n for n in read_manifest(version_dir)["artifacts"] if n not in skip]
@@ -195,20 +198,27 @@ def _link_model(source: Path, dest: Path, config: Any, *, config_text: str | Non
     return staged
 
 
-def _stage_onnx_as_python(source: Path, dest: Path, config: model_config_pb2.ModelConfig) -> StagedModel:
-    from tritongen.formats.python import MODEL_PY, write_python_model
-
-    onnx_filename = config.default_model_filename or "model.onnx"
+def as_python_runner(config: model_config_pb2.ModelConfig) -> model_config_pb2.ModelConfig:
+    """An `onnxruntime_onnx` config as the python runner serves it: only what selects the backend changes; dims,
+    batching, instances and warmup stay as written."""
     python_config = model_config_pb2.ModelConfig()
     python_config.CopyFrom(config)
-    # Only what selects the backend changes; dims, batching, instances and warmup stay as written.
     python_config.platform = ""
     python_config.backend = "python"
     python_config.ClearField("default_model_filename")
     python_config.ClearField("cc_model_filenames")
+    return python_config
+
+
+def _stage_onnx_as_python(source: Path, dest: Path, config: model_config_pb2.ModelConfig,
+                          every_version: bool = False) -> StagedModel:
+    from tritongen.formats.python import MODEL_PY, write_python_model
+
+    onnx_filename = config.default_model_filename or "model.onnx"
+    python_config = as_python_runner(config)
     # model.py is rendered here, never linked: an ONNX model's version has none the build vouches for.
     for version_dir in _link_model(source, dest, config, config_text=text_format.MessageToString(python_config),
-                                   skip=(MODEL_PY,)):
+                                   skip=(MODEL_PY,), every_version=every_version):
         if (version_dir / onnx_filename).exists():
             write_python_model(version_dir, onnx_filename=onnx_filename)
     return StagedModel(source.name, PYTHON_RUNNER, onnx_filename=onnx_filename, config=python_config)

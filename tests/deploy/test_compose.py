@@ -1,12 +1,15 @@
-"""The deploy folder: which image, GPU reservation, port binding, files written atomically; compose validates it."""
+"""The compose deployment folder: which image, GPU reservation, port binding, files written atomically; compose
+validates it."""
 
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 # `docker-compose config` and `docker compose config` need the binaries only, not an engine.
 from tests.conftest import CNN_ARGS
@@ -54,8 +57,8 @@ def test_python_models_get_the_slim_image_bound_to_localhost(project: Path) -> N
     write_model(repository, "b")
     written = write_deploy(repository)
     deploy_dir = project / "deploy"
-    assert sorted(p.name for p in written) == sorted(deploy.DEPLOY_FILES)
-    assert all(p.parent == deploy_dir for p in written)
+    assert sorted(p.relative_to(deploy_dir).as_posix() for p in written) == sorted(deploy.DEPLOY_FILES)
+    assert all(deploy_dir in p.parents for p in written)
     compose = (deploy_dir / "docker-compose.yml").read_text()
     assert f"image: \"${{TRITON_IMAGE:-{SLIM_IMAGE}}}\"" in compose
     assert '"../model_repository:/models:ro"' in compose
@@ -72,6 +75,41 @@ def test_python_models_get_the_slim_image_bound_to_localhost(project: Path) -> N
     assert not list(deploy_dir.glob(".*.tmp"))  # atomic writes leave no temporary files
 
 
+def test_compose_stops_gracefully_runs_an_init_rotates_logs_and_never_pulls_the_slim_image(project: Path) -> None:
+    from tritongen.deploy.command import EXIT_TIMEOUT_S
+
+    repository = project / "model_repository"
+    write_model(repository, "a")
+    write_deploy(repository)
+    triton = yaml.safe_load((project / "deploy" / "docker-compose.yml").read_text())["services"]["triton"]
+    assert triton["init"] is True
+    assert int(triton["stop_grace_period"].rstrip("s")) > EXIT_TIMEOUT_S
+    assert f"--exit-timeout-secs={EXIT_TIMEOUT_S}" in triton["command"]
+    assert triton["logging"] == {"driver": "json-file", "options": {"max-size": "50m", "max-file": "5"}}
+    assert triton["pull_policy"] == "never" and triton["user"] == "${TRITON_USER:-1000:1000}"
+    assert triton["volumes"] == ["../model_repository:/models:ro"]
+
+
+def test_rollouts_put_a_private_key_in_env_that_later_writes_keep(project: Path) -> None:
+    repository = project / "model_repository"
+    write_model(repository, "a")
+    write_deploy(repository, rollouts=True)
+    env_file = project / "deploy" / ".env"
+    env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line and line[0] != "#")
+    key = env["TRITON_ADMIN_KEY"]
+    assert len(key) >= 24 and stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    compose = (project / "deploy" / "docker-compose.yml").read_text()
+    assert key not in compose and key not in (project / "deploy" / "README.md").read_text()
+    command = yaml.safe_load(compose)["services"]["triton"]["command"]
+    assert "--model-control-mode=explicit" in command
+    write_deploy(repository)  # rollouts=None: as the folder was written
+    assert f"TRITON_ADMIN_KEY={key}\n" in env_file.read_text()
+    assert "--model-control-mode=explicit" in (project / "deploy" / "docker-compose.yml").read_text()
+    write_deploy(repository, rollouts=False)
+    assert "TRITON_ADMIN_KEY" not in env_file.read_text()
+    assert "--model-control-mode=none" in (project / "deploy" / "docker-compose.yml").read_text()
+
+
 def test_onnx_models_get_nvidias_image_and_the_readme_says_why(project: Path) -> None:
     repository = project / "model_repository"
     write_model(repository, "onnx_model", backend=None, platform="onnxruntime_onnx")
@@ -82,7 +120,7 @@ def test_onnx_models_get_nvidias_image_and_the_readme_says_why(project: Path) ->
     readme = (project / "deploy" / "README.md").read_text()
     assert "onnx_model' uses the onnxruntime backend" in readme
     assert "--format python" in readme  # how to get a slim-servable model instead
-    assert "pip install onnxruntime" in readme  # the python model needs it on NVIDIA's image
+    assert "Dockerfile.nvidia" in readme and "py_model" in readme  # the python model's packages, in a derived image
 
 
 def test_gpu_models_reserve_gpus_and_cannot_use_the_slim_image(project: Path) -> None:
@@ -200,6 +238,7 @@ VARIANTS = {
     "slim": {"kind": "KIND_CPU", "public": False},
     "gpu": {"kind": "KIND_GPU", "public": False},
     "public": {"kind": "KIND_CPU", "public": True},
+    "rollouts": {"kind": "KIND_CPU", "public": False, "rollouts": True},
 }
 
 
@@ -216,7 +255,7 @@ def test_compose_config_accepts_the_file(compose: str, variant: str, project: Pa
         pytest.skip("Compose v2 (`docker compose`) is not installed; .ci/docker-setup.sh installs it")
     repository = project / "model_repository"
     write_model(repository, "a", kind=VARIANTS[variant]["kind"])
-    write_deploy(repository, public=VARIANTS[variant]["public"])
+    write_deploy(repository, public=VARIANTS[variant]["public"], rollouts=VARIANTS[variant].get("rollouts", False))
     cmd = [*found[0], "config"] + (["--format", "json"] if compose == "v2" else [])
     result = subprocess.run(cmd, cwd=project / "deploy", capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -234,6 +273,11 @@ def test_compose_config_accepts_the_file(compose: str, variant: str, project: Pa
     assert volume["read_only"] and volume["target"] == "/models"
     assert volume["source"] == str(project / "model_repository")
     assert service["healthcheck"]["test"][:2] == ["CMD", "python3"]
+    assert service["init"] is True and service["stop_grace_period"] == "40s"
+    env_key = (project / "deploy" / ".env").read_text().split("TRITON_ADMIN_KEY=")[-1].split()[0]
+    restricted = [a for a in service["command"] if a.startswith("--http-restricted-api=")]
+    # The key comes from .env into the command line, where Triton reads it.
+    assert restricted == ([f"--http-restricted-api=model-repository:admin-key={env_key}"] if variant == "rollouts" else [])
     devices = service.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices")
     assert bool(devices) == (variant == "gpu")
 
