@@ -4,20 +4,17 @@ python format needs (onnxruntime, numpy) and every served version's `python_requ
 
 from __future__ import annotations
 
-from importlib import metadata
-
 from tritongen import __version__
 from tritongen.deploy.command import CONTAINER_REPOSITORY, EXIT_TIMEOUT_S, metrics_args
 from tritongen.deploy.needs import NVIDIA_IMAGE, NVIDIA_RELEASE, SLIM_IMAGE, TRITON_VERSION, RepositoryNeeds
 from tritongen.errors import TritongenError
+from tritongen.pins import pinned
 
 # A normal public image, so a user's `docker build` works without NVIDIA's registry.
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 # Pins for the slim image. nvidia-pytriton is installed without its dependencies: the image needs only
 # its tritonserver binary and python backend, not its Python client API (grpcio, tritonclient, ...).
 NVIDIA_PYTRITON_VERSION = "0.7.0"
-# The python backend stub of Triton 2.51 predates NumPy 2, and nvidia-pytriton itself requires numpy<2.
-_NUMPY_FALLBACK = "numpy<2"
 # The slim image runs as this user and group (NVIDIA's image has its triton-server user at 1000 too); it works
 # under any other uid as well (`user:` in compose, runAsUser in Kubernetes).
 RUN_AS = 1000
@@ -32,22 +29,7 @@ def slim_requirements() -> tuple[list[str], list[str]]:
     `build` verified parity with.
     """
     server = [f"nvidia-pytriton=={NVIDIA_PYTRITON_VERSION}"]
-    return server, [_pin("onnxruntime"), _numpy_pin()]
-
-
-def _pin(dist: str, as_name: str | None = None) -> str:
-    try:
-        return f"{as_name or dist}=={metadata.version(dist)}"
-    except metadata.PackageNotFoundError:
-        return as_name or dist
-
-
-def _numpy_pin() -> str:
-    try:
-        numpy_version = metadata.version("numpy")
-        return f"numpy=={numpy_version}" if int(numpy_version.split(".")[0]) < 2 else _NUMPY_FALLBACK
-    except (metadata.PackageNotFoundError, ValueError):
-        return _NUMPY_FALLBACK
+    return server, [pinned("onnxruntime"), pinned("numpy")]
 
 
 def model_requirements(needs: RepositoryNeeds | None, base: list[str]) -> list[str]:
@@ -134,7 +116,7 @@ def nvidia_files(needs: RepositoryNeeds) -> dict[str, str]:
 
     _, base = slim_requirements()
     if needs.gpu:
-        base = [_pin("onnxruntime", "onnxruntime-gpu") if r.startswith("onnxruntime") else r for r in base]
+        base = [pinned("onnxruntime", "onnxruntime-gpu") if r.startswith("onnxruntime") else r for r in base]
     context = {**image_context(needs), "runtime_requirements": model_requirements(needs, base),
                "python_models": list(needs.python_models)}
     return {NVIDIA_DOCKERFILE: render("Dockerfile.nvidia.j2", context),
