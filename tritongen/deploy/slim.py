@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from tritongen import __version__
 from tritongen.deploy.command import CONTAINER_REPOSITORY, EXIT_TIMEOUT_S, metrics_args
-from tritongen.deploy.needs import NVIDIA_IMAGE, NVIDIA_RELEASE, SLIM_IMAGE, TRITON_VERSION, RepositoryNeeds
+from tritongen.deploy.needs import NVIDIA_IMAGE, NVIDIA_RELEASE, SLIM_BACKENDS, SLIM_IMAGE, TRITON_VERSION, RepositoryNeeds
 from tritongen.errors import TritongenError
 from tritongen.pins import pinned
 
@@ -86,6 +86,9 @@ def image_context(needs: RepositoryNeeds | None = None) -> dict[str, object]:
         "slim_image": SLIM_IMAGE,
         "nvidia_image": NVIDIA_IMAGE,
         "triton_version": TRITON_VERSION,
+        # Read back by `serve(server="docker", image=...)` (server.docker.image_backends): an image built from these
+        # files under any tag is known to serve ONNX models only through the python runner.
+        "backends": sorted(SLIM_BACKENDS),
         "nvidia_release": NVIDIA_RELEASE,
         "base_image": DEFAULT_BASE_IMAGE,
         "server_requirements": server_reqs,

@@ -76,6 +76,25 @@ def require_image(client: docker.DockerClient, image: str, *, hint: str | None =
         raise TritongenError(f"cannot look up Docker image '{image}': {_short(exc)}", _DOCKER_HINT) from exc
 
 
+# The label `tritongen image build` puts on the images it builds: the backends the image has (the slim image: the
+# python backend, and ensembles, which the server core runs).
+BACKENDS_LABEL = "tritongen.backends"
+
+
+def image_backends(image: str) -> frozenset[str] | None:
+    """The backends an image built by `tritongen image build` has (under any tag), from its label; None for any other
+    image, or one not on this machine (the launcher says so when it starts)."""
+    import docker
+
+    try:
+        with contextlib.closing(docker_client()) as client:
+            labels = client.images.get(image).labels or {}
+    except (TritongenError, docker.errors.DockerException):
+        return None
+    value = labels.get(BACKENDS_LABEL)
+    return frozenset(b for b in value.split(",") if b) if value else None
+
+
 @contextlib.contextmanager
 def launch_docker(
     repository: str | Path,

@@ -207,9 +207,14 @@ def _server_backends(server: str, repository: Path, names: list[str], tritonserv
 
         return find_tritonserver(tritonserver).backend_names
     from tritongen.deploy import SLIM_BACKENDS, SLIM_IMAGE
+    from tritongen.server.docker import image_backends
 
     _refuse_mismatched_plans(repository, names, image)
-    return SLIM_BACKENDS if image in ("slim", SLIM_IMAGE) else None
+    if image in ("slim", SLIM_IMAGE):
+        return SLIM_BACKENDS
+    # A slim image built under another tag (`tritongen image build --tag`, e.g. with a pipeline's packages) says so in
+    # its label; any other image is taken to have every backend.
+    return image_backends(image) if image not in (None, "", "auto", "nvidia") else None
 
 
 def _refuse_mismatched_plans(repository: Path, names: Sequence[str], image: str | None) -> None:
