@@ -209,6 +209,7 @@ def test_strings_are_compared_for_equality_and_the_first_difference_named() -> N
 
     expected = {"label": np.array([[b"cat"], [b"dog"], [b"cat"]], dtype=object)}
     same = compare_outputs({"label": expected["label"].copy()}, expected, 1e-4, 1e-3)["label"]
-    assert same.passed and same.max_abs_err == 0
+    assert same.passed and same.max_abs_err == 0 and same.exact  # reports say "equal", not "max abs err 0"
+    assert not compare_outputs({"x": np.zeros(2)}, {"x": np.zeros(2)}, 1e-4, 1e-3)["x"].exact
     other = compare_outputs({"label": np.array([[b"cat"], [b"cow"], [b"dog"]], dtype=object)}, expected, 1, 1)["label"]
-    assert not other.passed and other.problem == "2 of 3 values differ (first at 1: 'cow', expected 'dog')"
+    assert not other.passed and other.exact and other.problem == "2 of 3 values differ (first at 1: 'cow', expected 'dog')"

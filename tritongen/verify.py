@@ -149,6 +149,7 @@ class OutputParity:
     # was compared at real positions: a position that sees no real token has no defined output.
     padding_err: float | None = None
     padding_mask: str | None = None  # the mask input those positions are padding of
+    exact: bool = False  # compared for equality (strings: a pipeline's labels), not within a tolerance
 
 
 @dataclass(frozen=True)
@@ -223,10 +224,11 @@ def _compare_strings(name: str, act: np.ndarray, exp: np.ndarray) -> OutputParit
     a, e = [text(v) for v in act.reshape(-1)], [text(v) for v in exp.reshape(-1)]
     wrong = [i for i, (x, y) in enumerate(zip(a, e, strict=True)) if x != y]
     if not wrong:
-        return OutputParity(name, 0.0, 0.0, True)
+        return OutputParity(name, 0.0, 0.0, True, exact=True)
     first = wrong[0]
     return OutputParity(name, float("inf"), len(wrong) / len(e), False,
-                        f"{len(wrong)} of {len(e)} values differ (first at {first}: {a[first]!r}, expected {e[first]!r})")
+                        f"{len(wrong)} of {len(e)} values differ (first at {first}: {a[first]!r}, expected {e[first]!r})",
+                        exact=True)
 
 
 def merge(a: OutputParity | None, b: OutputParity) -> OutputParity:
@@ -236,7 +238,7 @@ def merge(a: OutputParity | None, b: OutputParity) -> OutputParity:
     padding = [e for e in (a.padding_err, b.padding_err) if e is not None]
     return OutputParity(b.name, max(a.max_abs_err, b.max_abs_err), max(a.max_rel_err, b.max_rel_err),
                         a.passed and b.passed, a.problem or b.problem, max(padding) if padding else None,
-                        a.padding_mask or b.padding_mask)
+                        a.padding_mask or b.padding_mask, a.exact or b.exact)
 
 
 def real_positions(spec: ModelSpec, feeds: Feeds, output: str, shape: tuple[int, ...]) -> tuple[str, np.ndarray] | None:

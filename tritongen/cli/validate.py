@@ -69,9 +69,7 @@ def print_report(report: object) -> None:
         for check in (m.http, m.grpc):
             if check is None:
                 continue
-            detail = check.error or ", ".join(
-                f"{o.name} max abs err {o.max_abs_err:.2g}" + (f" ({o.problem})" if o.problem else "")
-                for o in check.outputs)
+            detail = check.error or ", ".join(_output_detail(o) for o in check.outputs)
             # Server messages may contain [brackets]: print them without markup.
             out.print(f"    {check.protocol:<13} {_ok(check.passed)} ", end="", highlight=False)
             out.print(detail, markup=False, highlight=False)
@@ -98,3 +96,10 @@ def print_report(report: object) -> None:
 
 def _ok(passed: bool) -> str:
     return "[green]✓[/]" if passed else "[red]✗[/]"
+
+
+def _output_detail(o) -> str:
+    """One output's comparison: "label equal" for strings, else the largest error (and what went wrong)."""
+    if o.exact:
+        return f"{o.name} {o.problem or 'equal'}"
+    return f"{o.name} max abs err {o.max_abs_err:.2g}" + (f" ({o.problem})" if o.problem else "")
