@@ -8,6 +8,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from tritongen import defaults
 from tritongen.cli import main
 from tritongen.cli.common import common_options, emit_json, progress_line, stdout_console
 
@@ -20,16 +21,18 @@ from tritongen.cli.common import common_options, emit_json, progress_line, stdou
               help="Benchmark a Triton already running at this HTTP address (gRPC assumed on the next port) instead "
                    "of starting the embedded server. --repository is then optional (spec and ceiling come from it).")
 @click.option("--protocol", type=click.Choice(["grpc", "http"]), default="grpc", show_default=True)
-@click.option("--concurrency", "concurrency", default="1,2,4,8,16,32", show_default=True, metavar="N,N,...",
+@click.option("--concurrency", "concurrency", default=",".join(map(str, defaults.BENCH_CONCURRENCIES)),
+              show_default=True, metavar="N,N,...",
               help="Requests kept in flight, one level after another.")
 @click.option("--duration", "duration_s", type=click.FloatRange(min=0.1), metavar="SECONDS",
-              help="Measurement window per concurrency level (default 5).")
+              help=f"Measurement window per concurrency level (default {defaults.BENCH_DURATION_S:g}).")
 @click.option("--requests", type=click.IntRange(min=1), metavar="N",
               help="Instead of --duration: stop each level after N answered requests.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Items per request.")
 @click.option("--length", "lengths", multiple=True, metavar="AXIS=N",
               help="Length of a dynamic axis in the generated inputs (default: the first length it was built with).")
-@click.option("--warmup", "warmup_s", type=click.FloatRange(min=0), default=2.0, show_default=True, metavar="SECONDS",
+@click.option("--warmup", "warmup_s", type=click.FloatRange(min=0), default=defaults.BENCH_WARMUP_S, show_default=True,
+              metavar="SECONDS",
               help="Load before the first level, not measured.")
 @click.option("--no-ceiling", is_flag=True, help="Skip the in-process ONNX Runtime ceiling.")
 @click.option("--no-generator-check", is_flag=True, help="Skip the no-op model run that bounds the client's speed.")

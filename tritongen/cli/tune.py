@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from tritongen import defaults
 from tritongen.cli import main
 from tritongen.cli.bench import wide_console
 from tritongen.cli.common import common_options, emit_json, progress_line, stderr_console, stdout_console
@@ -25,13 +26,15 @@ from tritongen.cli.common import common_options, emit_json, progress_line, stder
                    "--model-control-mode=explicit and serving the same repository.")
 @click.option("--latency-budget-ms", type=click.FloatRange(min=0, min_open=True), metavar="MS",
               help="Highest p99 latency allowed (default: none, maximise throughput).")
-@click.option("--max-trials", type=click.IntRange(min=1), default=20, show_default=True,
+@click.option("--max-trials", type=click.IntRange(min=1), default=defaults.TUNE_MAX_TRIALS, show_default=True,
               help="Configs to measure, the starting one included (three confirmation rounds come on top).")
-@click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=1), default=600, show_default=True,
+@click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=1), default=defaults.TUNE_TIME_LIMIT_S,
+              show_default=True,
               metavar="SECONDS", help="Stop searching in time to confirm and write within this limit.")
-@click.option("--concurrency", default="4,16,32", show_default=True, metavar="N,N,...",
+@click.option("--concurrency", default=",".join(map(str, defaults.TUNE_CONCURRENCIES)), show_default=True, metavar="N,N,...",
               help="Load levels each config is measured at; the best one within the budget counts.")
-@click.option("--duration", "duration_s", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+@click.option("--duration", "duration_s", type=click.FloatRange(min=0.1), default=defaults.TUNE_DURATION_S,
+              show_default=True,
               metavar="SECONDS", help="Measurement window per level.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Items per request.")
 @click.option("--length", "lengths", multiple=True, metavar="AXIS=N", help="Length of a dynamic axis in the inputs.")
