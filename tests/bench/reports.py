@@ -1,8 +1,13 @@
-"""Report values made up for tests of what is computed from them (no server)."""
+"""Values made up for tests of what is computed from them (no server): reports, and a workload of two inputs."""
 
 from __future__ import annotations
 
-from tritongen.bench import BenchReport, Ceiling, GeneratorCheck, LatencyStats, LoadPoint, ServerStats
+import numpy as np
+
+from tritongen.bench import BenchReport, Ceiling, GeneratorCheck, LatencyStats, LoadPoint, ServerStats, Workload
+
+WORKLOAD = Workload("two", {"x": np.arange(8, dtype=np.float32).reshape(2, 4),
+                            "ids": np.array([[1, 2], [3, 4]], dtype=np.int64)}, ("y", "z"), 2, {})
 
 
 def point(concurrency: int, throughput: float, requests: int = 100) -> LoadPoint:

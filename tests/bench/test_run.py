@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,16 +35,18 @@ def check_point_is_sane(point: dict, batch_size: int = 1) -> None:
 
 @pytest.mark.server
 def test_bench_sweeps_concurrency_and_writes_a_report(cli: Callable[..., CliResult], repository: Path,
-                                                      tmp_path: Path) -> None:
+                                                      tmp_path: Path, h2load: Any) -> None:
     result = cli("bench", "cnn", "--repository", repository, "--concurrency", "4,1", "--duration", "1",
-                 "--warmup", "0.5", "--report", tmp_path / "report", "--json")
+                 "--warmup", "0.5", "--generator", "h2load", "--report", tmp_path / "report", "--json")
     assert result.exit_code == 0, result.stderr
     report = result.json()
     assert report["ok"] and report["model"] == "cnn" and report["version"] == "1"
     assert report["served_by"] == PYTHON_RUNNER and report["protocol"] == "grpc"
     assert [p["concurrency"] for p in report["points"]] == [1, 4]
+    assert report["load_generator"].startswith(f"h2load (nghttp2 {h2load.version}, gRPC over HTTP/2")
     for point in report["points"]:
         check_point_is_sane(point)
+        assert point["generator"] == "h2load"
     # One request in flight can never be batched with another.
     assert report["points"][0]["server"]["avg_batch"] == 1
     assert report["config"] | {"intra_op_threads": 0} == {
@@ -56,6 +59,12 @@ def test_bench_sweeps_concurrency_and_writes_a_report(cli: Callable[..., CliResu
     generator = report["generator"]
     assert generator["noop_model"] == "tritongen_noop_cnn" and generator["noop_throughput"] > 0
     assert generator["requests_per_core_s"] > 0
+    # The headroom check: the no-op model under h2load, and under the Python generator in the same run. Each
+    # generator's CPU time per request is its own (not the machine's load): h2load's is a fraction of Python's.
+    assert generator["generator"] == "h2load" and generator["python_noop_throughput"] > 0
+    assert generator["noop_requests_per_cpu_s"] > 2 * generator["python_requests_per_cpu_s"] > 0
+    assert generator["headroom_gain"] == pytest.approx(generator["noop_requests_per_cpu_s"]
+                                                       / generator["python_requests_per_cpu_s"])
     assert any("python backend" in note for note in report["notes"])
 
     files = {Path(f).name for f in report["report_files"]}
@@ -68,15 +77,18 @@ def test_bench_sweeps_concurrency_and_writes_a_report(cli: Callable[..., CliResu
                     "## In-process ONNX Runtime by batch size", "![throughput and p99 latency"):
         assert heading in markdown
     assert "{{" not in markdown and "{%" not in markdown
+    assert "The load generator is h2load (nghttp2" in markdown and "the Python generator, in the same run" in markdown
     assert "concurrency 4" in result.stderr  # progress goes to stderr: stdout held only the JSON object
 
 
 @pytest.mark.server
 def test_bench_over_http_with_a_request_count_batches_and_dynamic_axes(repository: Path) -> None:
     report = bench_model(repository, "fcn", concurrencies=(2,), batch_size=2, lengths={"H": 12, "W": 10},
-                         settings=LoadSettings(protocol="http", duration_s=None, requests=40), warmup_s=0.3,
+                         settings=LoadSettings(protocol="http", duration_s=None, requests=40, generator="python"),
+                         warmup_s=0.3,
                          ceiling_seconds_per_size=0.1, generator_check=False)
     assert report.protocol == "http" and report.served_by == "python backend"
+    assert report.load_generator.startswith("python (one asyncio event loop") and report.points[0].generator == "python"
     assert report.lengths == {"H": 12, "W": 10} and report.batch_size == 2
     (point,) = report.points
     assert point.requests >= 40 and point.errors == 0
@@ -128,3 +140,15 @@ def test_unknown_model_names_the_ones_there(cli: Callable[..., CliResult], confi
 def test_bench_needs_a_repository_or_a_url() -> None:
     with pytest.raises(TritongenError, match="needs --repository"):
         bench_model(None, "cnn")
+
+
+def test_h2load_asked_for_but_missing_is_one_line_before_any_server_starts(
+        cli: Callable[..., CliResult], configs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tritongen.bench import describe_generator
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no h2load on it
+    result = cli("bench", "cnn", "--repository", configs, "--generator", "h2load", "--no-report")
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert "--generator h2load: h2load is not installed" in result.stderr and "nghttp2-client" in result.stderr
+    assert "starting the embedded tritonserver" not in result.stderr
+    assert describe_generator(LoadSettings(generator="auto")).startswith("python (")  # auto falls back

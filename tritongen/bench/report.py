@@ -58,10 +58,17 @@ class LoadPoint:
     throughput: float  # inferences (items) per second
     latency: LatencyStats
     server: ServerStats | None
-    client_cpu_us_per_request: float  # CPU time of this process (all its threads) per request
-    client_cpu_share: float  # the client's CPU time as a fraction of all the machine's CPUs
+    client_cpu_us_per_request: float  # CPU time of the load generator (all its threads) per request
+    client_cpu_share: float  # the generator's CPU time as a fraction of all the machine's CPUs
     machine_busy: float | None  # fraction of all CPUs busy (everything: server, client, others), from /proc/stat
     first_error: str | None = None
+    generator: str = "python"  # which load generator measured it: python | h2load
+
+    @property
+    def requests_per_cpu_s(self) -> float:
+        """Requests the generator sent per second of its own CPU time: its headroom, whatever the machine."""
+        us = self.client_cpu_us_per_request
+        return 1e6 / us if us > 0 and math.isfinite(us) else float("nan")
 
 
 @dataclass(frozen=True)
@@ -83,11 +90,24 @@ class GeneratorCheck:
 
     cpu_us_per_request: float  # at the best point
     client_cpu_share: float  # at the best point
-    requests_per_core_s: float  # requests/s the client could send with a whole core to itself
+    requests_per_core_s: float  # requests/s the generator could send with a whole core to itself
     noop_model: str | None = None
     noop_concurrency: int | None = None
     noop_throughput: float | None = None  # items/s of a model that does nothing, same inputs, same config
     noop_note: str | None = None
+    generator: str = "python"  # the generator of the load points: python | h2load
+    noop_requests_per_cpu_s: float | None = None  # the generator's requests per CPU-second on the no-op model
+    # The Python generator on the same no-op model in the same run, when h2load measured the points: the headroom
+    # the native generator adds, measured side by side.
+    python_noop_throughput: float | None = None
+    python_requests_per_cpu_s: float | None = None
+
+    @property
+    def headroom_gain(self) -> float | None:
+        """The generator's requests per client CPU-second over the Python generator's, on the no-op model."""
+        if not self.noop_requests_per_cpu_s or not self.python_requests_per_cpu_s:
+            return None
+        return self.noop_requests_per_cpu_s / self.python_requests_per_cpu_s
 
 
 @dataclass(frozen=True)
@@ -109,6 +129,7 @@ class BenchReport:
     load_average: tuple[float, float, float]  # before the run: other work on the machine skews every number
     started: str
     notes: tuple[str, ...] = ()
+    load_generator: str = "python"  # what drove the load, in words (generator, version, protocol)
 
     @property
     def best(self) -> LoadPoint | None:
@@ -127,7 +148,9 @@ class BenchReport:
 
     def to_dict(self) -> dict[str, Any]:
         best = self.best
-        return json_safe({"ok": True, **asdict(self), "best_concurrency": best.concurrency if best else None,
+        generator = asdict(self.generator) | {"headroom_gain": self.generator.headroom_gain} if self.generator else None
+        return json_safe({"ok": True, **asdict(self), "generator": generator,
+                          "best_concurrency": best.concurrency if best else None,
                           "best_throughput": best.throughput if best else None,
                           "fraction_of_ceiling": self.fraction_of_ceiling})
 

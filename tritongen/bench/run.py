@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from tritongen.bench.ceiling import batch_sizes_to_try, instance_count, intra_op_threads, onnx_ceiling
+from tritongen.bench.load import PYTHON_GENERATOR, describe_generator, measure_point
 from tritongen.bench.noop import write_noop_model
-from tritongen.bench.pyload import measure_point
 from tritongen.bench.report import BenchReport, Ceiling, GeneratorCheck
 from tritongen.bench.settings import DEFAULT_CONCURRENCIES, DEFAULT_WARMUP_S, LoadSettings, check_settings
 from tritongen.bench.workload import Workload, make_workload, model_spec
@@ -39,6 +39,7 @@ def bench_model(repository: str | Path | None, model: str, *, server: str = "emb
     progress = on_progress or (lambda _msg: None)
     concurrencies = tuple(sorted(set(concurrencies)))
     check_settings(settings, concurrencies)
+    load_generator = describe_generator(settings)  # before anything starts: --generator h2load may not be installed
     if repository is not None:
         select_models(Path(repository), [model])  # raises the clear "not in the repository" error
     elif server == "embedded":
@@ -70,7 +71,7 @@ def bench_model(repository: str | Path | None, model: str, *, server: str = "emb
         if warmup_s > 0:
             progress(f"warming up for {warmup_s:g} s at concurrency {max(concurrencies)}")
             measure_point(url, workload, max(concurrencies),
-                          LoadSettings(settings.protocol, duration_s=warmup_s, settle_s=0.0))
+                          replace(settings, duration_s=warmup_s, requests=None, settle_s=0.0))
         points = []
         for c in concurrencies:
             progress(f"concurrency {c}: " + (f"{settings.duration_s:g} s" if settings.duration_s
@@ -82,17 +83,14 @@ def bench_model(repository: str | Path | None, model: str, *, server: str = "emb
                                      "check the inputs with `tritongen validate`; pass --length for dynamic axes")
         best = max(points, key=lambda p: p.throughput)
         generator = GeneratorCheck(best.client_cpu_us_per_request, best.client_cpu_share,
-                                   1e6 / best.client_cpu_us_per_request if best.client_cpu_us_per_request > 0 else 0.0)
+                                   1e6 / best.client_cpu_us_per_request if best.client_cpu_us_per_request > 0 else 0.0,
+                                   generator=best.generator)
         if generator_check:
             if noop is None:
                 generator = replace(generator, noop_note="no no-op model: a server tritongen did not start cannot be "
                                                          "given one")
             else:
-                progress(f"generator check: no-op model at concurrency {best.concurrency}")
-                noop_point = measure_point(url, workload, best.concurrency, settings, model=noop)
-                generator = replace(generator, noop_model=noop, noop_concurrency=best.concurrency,
-                                    noop_throughput=noop_point.throughput,
-                                    noop_note=noop_point.first_error if noop_point.errors else None)
+                generator = _noop_check(url, workload, best.concurrency, settings, noop, generator, progress)
     if served_by == PYTHON_RUNNER:
         notes.append("served through the python backend (the embedded Triton has no onnxruntime backend): each "
                      "request also pays the python backend's shared-memory hand-off, which a Triton with the "
@@ -103,7 +101,25 @@ def bench_model(repository: str | Path | None, model: str, *, server: str = "emb
         batch_size=workload.batch_size, lengths=workload.lengths, duration_s=settings.duration_s,
         requests_per_point=settings.requests, config=config_summary(config), points=tuple(points),
         ceiling=ceiling_result, generator=generator, cpus=cpus,
-        load_average=tuple(round(x, 2) for x in load_average), started=started, notes=tuple(notes))  # type: ignore[arg-type]
+        load_average=tuple(round(x, 2) for x in load_average), started=started, notes=tuple(notes),  # type: ignore[arg-type]
+        load_generator=load_generator)
+
+
+def _noop_check(url: str, workload: Workload, concurrency: int, settings: LoadSettings, noop: str,
+                generator: GeneratorCheck, progress: Progress) -> GeneratorCheck:
+    """The no-op model under the same load: how fast the client and the serving path go without the model's work,
+    and the generator's requests per CPU-second there; for h2load also the Python generator's, side by side."""
+    progress(f"generator check: no-op model at concurrency {concurrency}")
+    point = measure_point(url, workload, concurrency, settings, model=noop)
+    generator = replace(generator, noop_model=noop, noop_concurrency=concurrency, noop_throughput=point.throughput,
+                        noop_note=point.first_error if point.errors else None,
+                        noop_requests_per_cpu_s=point.requests_per_cpu_s)
+    if point.generator == PYTHON_GENERATOR:
+        return generator
+    progress(f"generator check: the Python generator on the no-op model at concurrency {concurrency}, for comparison")
+    python = measure_point(url, workload, concurrency, replace(settings, generator=PYTHON_GENERATOR), model=noop)
+    return replace(generator, python_noop_throughput=python.throughput,
+                   python_requests_per_cpu_s=python.requests_per_cpu_s)
 
 
 def _ceiling_for(local: Any, workload: Workload, settings: LoadSettings, seconds_per_size: float | None,

@@ -12,6 +12,8 @@ DEFAULT_CONCURRENCIES = defaults.BENCH_CONCURRENCIES
 DEFAULT_DURATION_S = defaults.BENCH_DURATION_S
 DEFAULT_WARMUP_S = defaults.BENCH_WARMUP_S
 PROTOCOLS = ("grpc", "http")
+# auto: h2load when it is installed (nghttp2-client), else the Python generator.
+GENERATORS = ("auto", "h2load", "python")
 REQUEST_TIMEOUT_S = 60.0
 
 
@@ -23,6 +25,7 @@ class LoadSettings:
     duration_s: float | None = DEFAULT_DURATION_S  # measurement window; None: use `requests`
     requests: int | None = None  # or: stop after this many answered requests
     settle_s: float | None = None  # load before the window opens (fills the batcher's pipeline); None: auto
+    generator: str = "auto"  # one of GENERATORS
 
     def settle(self) -> float:
         if self.settle_s is not None:
@@ -33,6 +36,8 @@ class LoadSettings:
 def check_settings(settings: LoadSettings, concurrencies: Sequence[int]) -> None:
     if settings.protocol not in PROTOCOLS:
         raise TritongenError(f"unknown protocol '{settings.protocol}'", "use --protocol grpc or http")
+    if settings.generator not in GENERATORS:
+        raise TritongenError(f"unknown load generator '{settings.generator}'", "use --generator auto, h2load or python")
     if settings.duration_s is None and not settings.requests:
         raise TritongenError("neither a duration nor a request count was given", "pass --duration S or --requests N")
     if settings.duration_s is not None and settings.duration_s <= 0:
