@@ -30,7 +30,7 @@ from tritongen.bench.stats import busy_fraction, cpu_times, recorded_requests, s
 from tritongen.bench.workload import Workload
 from tritongen.errors import TritongenError
 
-CALIBRATION_PER_CLIENT = 4  # requests per connection of the first, rate-finding run
+CALIBRATION_PER_CLIENT = 2  # requests per connection of the first, rate-finding run (2: a slow model waits little)
 
 
 class Statistics:
@@ -82,28 +82,29 @@ def measure_with_h2load(h2load: tool.H2Load, url: str, workload: Workload, concu
     the Python generator, which can say which request failed and why)."""
     model = model or workload.model
     request = wire_request(settings.protocol, url, model, workload)
-    answer = probe(request)
-    if not answer.ok:
-        if answer.unreachable:
-            raise TritongenError(f"the server at {url} stopped answering while benchmarking '{model}': {answer.error}",
-                                 "check that the server is running; see its log")
-        return None
     stats = Statistics(settings.protocol, url)
     try:
+        start = stats.snapshot(model)  # before the probe, which the server counts too
+        answer = probe(request)
+        if not answer.ok:
+            if answer.unreachable:
+                raise TritongenError(f"the server at {url} stopped answering while benchmarking '{model}': "
+                                     f"{answer.error}", "check that the server is running; see its log")
+            return None
         with _window_files() as folder:
-            return _window(h2load, request, answer.response_bytes, stats, model, workload, concurrency, settings,
-                           folder)
+            return _window(h2load, request, answer.response_bytes, stats, start, model, workload, concurrency,
+                           settings, folder)
     finally:
         stats.close()
 
 
-def _window(h2load: tool.H2Load, request: WireRequest, response_bytes: int, stats: Statistics, model: str,
-            workload: Workload, concurrency: int, settings: LoadSettings, folder: Path) -> LoadPoint | None:
+def _window(h2load: tool.H2Load, request: WireRequest, response_bytes: int, stats: Statistics,
+            start: Mapping[str, Any] | None, model: str, workload: Workload, concurrency: int, settings: LoadSettings,
+            folder: Path) -> LoadPoint | None:
     def send(n: int, expected_s: float) -> tool.Run:
         return tool.run(h2load, request, concurrency, n, folder, timeout_s=REQUEST_TIMEOUT_S + 5 * expected_s)
 
-    start = stats.snapshot(model)
-    sent = 0
+    sent = 1  # the probe
     rate: float | None = None  # requests/s at this concurrency
     if settings.duration_s is not None or settings.settle() > 0:
         first = send(concurrency * CALIBRATION_PER_CLIENT, 1.0)

@@ -93,7 +93,7 @@ async def _measure(url: str, model: str, workload: Workload, concurrency: int, s
     clients = _Clients(settings.protocol, url, workload, concurrency)
     latencies: list[float] = []
     errors: list[str] = []
-    state: dict[str, Any] = {"phase": "settle", "fatal": None, "in_flight": 0}
+    state: dict[str, Any] = {"phase": "settle", "fatal": None, "in_flight": 0, "settled": 0}
     resume, enough, idle = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def worker() -> None:
@@ -123,6 +123,8 @@ async def _measure(url: str, model: str, workload: Workload, concurrency: int, s
             finally:
                 if counted and settings.requests and len(latencies) + len(errors) >= settings.requests:
                     enough.set()
+                if not counted:
+                    state["settled"] += 1
                 state["in_flight"] -= 1
                 if state["in_flight"] == 0:
                     idle.set()
@@ -140,10 +142,12 @@ async def _measure(url: str, model: str, workload: Workload, concurrency: int, s
 
     tasks: list[asyncio.Task[None]] = []
     try:
+        start = await clients.statistics(model)
         tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
         await asyncio.sleep(settings.settle())
         await drained("pause")
-        before = await clients.statistics(model) if not state["fatal"] else None
+        # Once the server has recorded the settling requests too: the last answers can come before they are counted.
+        before = await _statistics_after(clients, model, start, state["settled"]) if not state["fatal"] else None
         cpu0, busy0, t0 = time.process_time(), cpu_times(), time.perf_counter()
         if state["phase"] != "stop":
             state["phase"] = "measure"
@@ -181,7 +185,7 @@ async def _measure(url: str, model: str, workload: Workload, concurrency: int, s
 
 async def _statistics_after(clients: _Clients, model: str, before: Mapping[str, Any] | None, sent: int,
                             wait_s: float = 2.0) -> dict[str, Any] | None:
-    """The snapshot after the window, once the server has recorded all `sent` requests.
+    """A snapshot once the server has recorded all `sent` requests since `before` (at either end of the window).
 
     Triton updates its statistics just after it sends a response, so the last answers can arrive before they are
     counted. Another client of the same server can make the count never match: then give up after `wait_s`.
