@@ -11,7 +11,9 @@
 (c) the same small CNN: the config `tritongen tune` writes against the generated one, at concurrency 16;
                                                                                                 target >= 1.1
 Every served number comes from the embedded Triton (python backend around the ONNX file: it has no onnxruntime
-backend), driven by `tritongen.bench`'s load generator on the same 2 CPUs. All models are served side by side by
+backend), driven by `tritongen.bench`'s load generator on the same 2 CPUs: h2load where it is installed (--generator
+auto), else the Python one. The no-op model is also driven by the Python generator in every round, so the two
+generators' requests per client CPU-second are compared in the same run. All models are served side by side by
 one server and everything is measured in alternating rounds, in an order turned by one each round, so drift on a
 shared machine and the place in a round hit every number alike.
 """
@@ -25,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +78,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of every measurement")
     parser.add_argument("--tune-trials", type=int, default=12)
     parser.add_argument("--workdir", type=Path, help="keep the models here (default: a temporary directory)")
+    parser.add_argument("--generator", choices=("auto", "h2load", "python"), default="auto")
     args = parser.parse_args()
 
     from google.protobuf import text_format
@@ -82,6 +86,7 @@ def main() -> int:
     from tritongen.bench import (
         LoadSettings,
         batch_sizes_to_try,
+        describe_generator,
         make_workload,
         measure_point,
         model_spec,
@@ -101,7 +106,9 @@ def main() -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tritongen-served-"))
     workdir.mkdir(parents=True, exist_ok=True)
     repository = build_models(workdir)
-    settings = LoadSettings(duration_s=args.duration)
+    settings = LoadSettings(duration_s=args.duration, generator=args.generator)
+    python = replace(settings, generator="python")
+    print(f"load generator: {describe_generator(settings)}", flush=True)
 
     # (c) first: tune a copy of the small CNN (tune writes into its own repository and validates what it wrote).
     print("(c) tuning a copy of cnn at concurrency 16 ...", flush=True)
@@ -110,7 +117,7 @@ def main() -> int:
     tune_repo.mkdir()
     shutil.copytree(repository / "cnn", tune_repo / "cnn")
     tuned = tune_model(tune_repo, "cnn", concurrencies=(CONCURRENCY,), max_trials=args.tune_trials,
-                       settings=LoadSettings(duration_s=max(2.0, args.duration / 2)), validate=True,
+                       settings=replace(settings, duration_s=max(2.0, args.duration / 2)), validate=True,
                        on_trial=lambda t: print(f"    trial {t.index:>2} {t.role:<13} {t.config.describe():<72} "
                                                 f"{t.throughput or 0:8,.1f} inf/s", flush=True))
     generated_text = (repository / "cnn" / "config.pbtxt").read_text()
@@ -139,14 +146,15 @@ def main() -> int:
     cnn_workload = make_workload("cnn", cnn_spec, 1)
     resnet_workload = make_workload("resnet", resnet_spec, 1)
     cnn_names = ("cnn", "cnn_naive", "cnn_tuned", noop)
-    served: dict[str, list] = {n: [] for n in ("resnet", *cnn_names)}
+    noop_python = f"{noop} (python generator)"
+    served: dict[str, list] = {n: [] for n in ("resnet", *cnn_names, noop_python)}
     ceilings: list[float] = []
     print(f"(a, b, c) one server, {args.rounds} alternating rounds at concurrency {CONCURRENCY} ...", flush=True)
     with launch(staged.path, "embedded") as handle:
         url = handle.grpc_url
-        measure_point(url, resnet_workload, CONCURRENCY, LoadSettings(duration_s=3, settle_s=0))
+        measure_point(url, resnet_workload, CONCURRENCY, replace(settings, duration_s=3, settle_s=0))
         for name in cnn_names:  # warm every model's batch sizes before measuring any
-            measure_point(url, cnn_workload, CONCURRENCY, LoadSettings(duration_s=1.5, settle_s=0), model=name)
+            measure_point(url, cnn_workload, CONCURRENCY, replace(settings, duration_s=1.5, settle_s=0), model=name)
         for r in range(args.rounds):
             # The ceiling runs in this process while the server idles: same machine state as the served rounds.
             ceiling = onnx_ceiling(resnet_onnx, resnet_spec, {}, batch_sizes=[sweep.batch_size],
@@ -154,17 +162,19 @@ def main() -> int:
             ceilings.append(ceiling.throughput)
             print(f"    round {r + 1} {'resnet ORT in-process':<22} {ceiling.throughput:9,.1f} inf/s  "
                   f"(batch {sweep.batch_size})", flush=True)
-            jobs = [("resnet", resnet_workload, LoadSettings(duration_s=2 * args.duration))]
-            jobs += [(n, cnn_workload, settings) for n in cnn_names]
+            jobs = [("resnet", resnet_workload, replace(settings, duration_s=2 * args.duration), "resnet")]
+            jobs += [(n, cnn_workload, settings, n) for n in cnn_names]
+            jobs += [(noop_python, cnn_workload, python, noop)]
             # Turned by one each round: a model measured at the same place in every round would carry whatever that
             # place costs (seen: two identical configs 0.65x to 0.96x apart, always in the same order).
             jobs = jobs[r % len(jobs):] + jobs[:r % len(jobs)]
-            for name, workload, job_settings in jobs:
-                point = measure_point(url, workload, CONCURRENCY, job_settings, model=name)
+            for name, workload, job_settings, model in jobs:
+                point = measure_point(url, workload, CONCURRENCY, job_settings, model=model)
                 served[name].append(point)
                 print(f"    round {r + 1} {name:<22} {point.throughput:9,.1f} inf/s  p99 {point.latency.p99:7.1f} ms"
                       f"  avg batch {point.server.avg_batch if point.server else float('nan'):5.2f}"
-                      f"  client CPU {100 * point.client_cpu_share:3.0f} %  machine busy "
+                      f"  client CPU {100 * point.client_cpu_share:3.0f} % ({point.requests_per_cpu_s:7,.0f} req/CPU-s, "
+                      f"{point.generator})  machine busy "
                       f"{100 * (point.machine_busy or 0):3.0f} %", flush=True)
     mean = {n: statistics.fmean(p.throughput for p in points) for n, points in served.items()}
     ceiling_mean = statistics.fmean(ceilings)
@@ -207,6 +217,13 @@ def main() -> int:
     print(f"  load generator (small CNN rounds): {statistics.fmean(p.client_cpu_us_per_request for p in points):.0f} "
           f"µs CPU per request, {100 * statistics.fmean(p.client_cpu_share for p in points):.0f} % of the machine's "
           "CPUs on average")
+    native = statistics.fmean(p.requests_per_cpu_s for p in served[noop])
+    by_python = statistics.fmean(p.requests_per_cpu_s for p in served[noop_python])
+    print(f"  generator headroom on the no-op model: {served[noop][0].generator} {native:,.0f} requests per client "
+          f"CPU-second, python {by_python:,.0f} ({native / by_python:.1f}x); the no-op model reached "
+          f"{mean[noop]:,.1f} inf/s with the first, {mean[noop_python]:,.1f} with the python generator")
+    print(f"  machine busy during the small CNN rounds: "
+          f"{100 * statistics.fmean(p.machine_busy or 0 for p in points):.0f} %")
     print(f"  load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}; "
           f"total {time.perf_counter() - started:.0f} s; models in {workdir}")
     if not args.workdir:

@@ -46,6 +46,8 @@ def built_repository(factory: pytest.TempPathFactory, recipe: str) -> Path:
     - "two": TwoInTwoOut (x:4:fp32, ids:2:int64) as `two` (onnx) and `two_python` (python); ScaledSum as
       `scaled` (onnx), whose per-item scalars are written `dims: [1]` with `reshape: []`.
     - "encoder": TinyEncoder (tokens, mask over a dynamic `seq` axis) as `enc` (python, 2 instances).
+    - "cnn": SmallCNN (image:3x32x32, onnx, max batch 32) as `cnn` and FullyConv (image:3xHxW, python format, max
+      batch 8) as `fcn`: what bench and tune measure.
     """
     from tritongen.build import BuildOptions, build_model
 
@@ -67,11 +69,35 @@ def built_repository(factory: pytest.TempPathFactory, recipe: str) -> Path:
         options = BuildOptions(checkpoint, name="enc", model_class="tests.models:TinyEncoder", inputs=ENCODER_INPUTS,
                                formats=("python",), instances=2, max_queue_delay_us=2000,
                                repository=work / "repository", deploy=False)
+    elif recipe == "cnn":
+        checkpoint = save_checkpoint(models.SmallCNN(), work / "cnn.pt")
+        build_model(BuildOptions(checkpoint, name="cnn", model_class="tests.models:SmallCNN",
+                                 inputs=("image:3x32x32:fp32",), repository=work / "repository", deploy=False))
+        checkpoint = save_checkpoint(models.FullyConv(), work / "fcn.pt")
+        options = BuildOptions(checkpoint, name="fcn", model_class="tests.models:FullyConv", inputs=("image:3xHxW:fp32",),
+                               formats=("python",), max_batch_size=8, repository=work / "repository", deploy=False)
     else:
         raise ValueError(recipe)
     build_model(options)
     os.rename(work, root)  # whole or not at all: a failed build is not mistaken for a cached one
     return repository
+
+
+CNN_SPEC_ARGS = {"cnn": ("image:3x32x32:fp32", "output:10:fp32", 32, "onnx"),
+                 "fcn": ("image:3xHxW:fp32", "output:1xHxW:fp32", 8, "python")}
+
+
+def configs_only_repository(path: Path) -> Path:
+    """The `cnn` recipe's configs as `build` renders them, without exporting anything: no version folders, so no
+    ONNX file. For option checks that fail before a server starts or a file is read."""
+    from tritongen.config import ModelConfig, render_config
+    from tritongen.spec import ModelSpec, parse_input_spec
+
+    for name, (given, returned, max_batch, fmt) in CNN_SPEC_ARGS.items():
+        spec = ModelSpec((parse_input_spec(given),), (parse_input_spec(returned),), max_batch)
+        (path / name).mkdir(parents=True)
+        (path / name / "config.pbtxt").write_text(render_config(ModelConfig(name, spec, format=fmt)))
+    return path
 
 
 def copy_repository(source: Path, dest: Path, models_to_keep: tuple[str, ...] | None = None) -> Path:

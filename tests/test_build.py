@@ -226,3 +226,77 @@ def test_json_error_output(tmp_path, cli):
     assert result.exit_code == 2
     assert result.json() == {"ok": False, "error": f"checkpoint '{tmp_path / 'missing.pt'}' does not exist",
                              "hint": "check the path", "details": None}
+
+
+def test_a_model_above_the_size_limit_is_served_with_external_data(tmp_path, cli, cnn_checkpoint, monkeypatch):
+    """Above EXTERNAL_DATA_THRESHOLD (256 MB; here lowered below the CNN's weights) the weights go to model.onnx.data,
+    onnxsim is not run, and both formats serve the pair; validate passes on the embedded server (its python runner
+    and the staged copy take the data file along)."""
+    from tritongen.export import onnx as onnx_export
+    from tritongen.export import simplify
+
+    monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_THRESHOLD", 1000)
+    monkeypatch.setattr(simplify, "EXTERNAL_DATA_THRESHOLD", 1000)
+    repo = tmp_path / "repo"
+    result = cli("build", cnn_checkpoint, *CNN_ARGS, "--format", "onnx", "--format", "python", "--repository", repo,
+                 "--json")
+    assert result.exit_code == 0, result.stderr
+    report = result.json()
+    assert report["simplification"].startswith("not simplified: more than 0 MB of weights")
+    for model, extra in (("cnn", []), ("cnn_python", ["model.py"])):
+        version = repo / model / "1"
+        assert sorted(p.name for p in version.iterdir() if p.is_file()) == sorted(["model.onnx", "model.onnx.data",
+                                                                                    *extra])
+        assert {"model.onnx", "model.onnx.data"} <= set(read_manifest(version)["artifacts"])
+    assert all(a["parity"]["passed"] for a in report["artifacts"])
+    graph = onnx.load(str(repo / "cnn" / "1" / "model.onnx"), load_external_data=False)
+    largest = max(graph.graph.initializer, key=lambda t: np.prod(t.dims))
+    assert largest.data_location == onnx.TensorProto.EXTERNAL  # the weights are in the .data file
+
+
+@pytest.mark.server
+def test_a_model_with_external_data_passes_validate(tmp_path, cli, cnn_checkpoint, monkeypatch):
+    from tritongen.export import onnx as onnx_export
+    from tritongen.export import simplify
+
+    monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_THRESHOLD", 1000)
+    monkeypatch.setattr(simplify, "EXTERNAL_DATA_THRESHOLD", 1000)
+    repo = tmp_path / "repo"
+    assert cli("build", cnn_checkpoint, *CNN_ARGS, "--format", "python", "--repository", repo).exit_code == 0
+    result = cli("validate", repo, "--json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert result.json()["passed"]
+
+
+def test_a_simplified_model_that_fails_parity_gives_way_to_the_export_mock_simplifier(tmp_path, cli, cnn_checkpoint,
+                                                                                       monkeypatch):
+    """onnxsim has never been seen to change outputs here, so a stand-in does: the build must serve the exported
+    model, which passes, and say why."""
+    import shutil
+
+    from tritongen import build
+    from tritongen.export.simplify import EXPORTED_DIR, Simplification, onnx_files
+
+    def simplify_wrongly(path, spec, *, check):
+        aside = path.parent / EXPORTED_DIR
+        aside.mkdir()
+        for f in onnx_files(path):
+            shutil.copy2(f, aside / f.name)
+        model = onnx.load(str(path))
+        weight = next(t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT)
+        weight.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(weight) + 1.0, weight.name))
+        for f in onnx_files(path):
+            f.unlink()
+        onnx.save_model(model, str(path))
+        return Simplification(True, "simplified (stand-in)", 1, 1, aside / path.name)
+
+    monkeypatch.setattr(build, "simplify_onnx", simplify_wrongly)
+    repo = tmp_path / "repo"
+    result = cli("build", cnn_checkpoint, *CNN_ARGS, "--repository", repo, "--json")
+    assert result.exit_code == 0, result.stderr
+    report = result.json()
+    assert report["simplification"].startswith("simplification changed outputs (output: max abs err")
+    assert report["simplification"].endswith("; kept the exported model")
+    assert any(w.startswith("simplification changed outputs") for w in report["warnings"])
+    assert report["artifacts"][0]["parity"]["passed"]
+    assert read_manifest(repo / "cnn" / "1")["export"]["simplification"] == report["simplification"]

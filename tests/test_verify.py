@@ -99,6 +99,20 @@ def test_parity_cases_cover_batch_1_2_and_max_with_several_seeds() -> None:
     assert labels[0].startswith("seq=") and not any("batch" in label for label in labels)
 
 
+def test_each_length_at_batch_1_and_2_and_the_max_batch_once_at_the_shorter_lengths() -> None:
+    """The max batch catches sizes fixed along the batch axis: once, at the cheaper lengths, is enough."""
+    spec = ModelSpec(inputs=(parse_input_spec("tokens:seq:int64:0-49"), parse_input_spec("mask:seq:int64:0-1")),
+                     max_batch_size=16, axis_lengths={"seq": (24, 8)})
+    cases = parity_cases(spec)
+    assert [c.label for c in cases] == [f"batch=1 seq=24 seed={100 + i}" for i in range(3)] + \
+        [f"batch=2 seq=24 seed={103 + i}" for i in range(3)] + \
+        [f"batch=1 seq=8 seed={106 + i}" for i in range(3)] + [f"batch=2 seq=8 seed={109 + i}" for i in range(3)] + \
+        ["batch=16 seq=8 seed=112"]
+    assert cases[-1].feeds["tokens"].shape == (16, 8)
+    two = ModelSpec(inputs=spec.inputs, max_batch_size=2, axis_lengths={"seq": (8, 24)})
+    assert sum(c.feeds["tokens"].shape[0] == 2 for c in parity_cases(two)) == 6  # batch 2 is the max: both lengths
+
+
 def test_run_once_then_compare_at_any_tolerance() -> None:
     cases = parity_cases(vector_spec())
     reference, candidate = Affine("pytorch"), Affine("candidate", shift=0.01)

@@ -24,9 +24,16 @@ import numpy as np
 from tritongen import __version__
 from tritongen.checkpoint import CheckpointKind, LoadedCheckpoint, load_checkpoint
 from tritongen.config import ModelConfig, parse_config, render_config
-from tritongen.errors import CheckFailed
-from tritongen.export.onnx import OnnxExport, example_lengths, onnx_from_module, onnx_output_specs
-from tritongen.export.simplify import simplify_onnx
+from tritongen.errors import CheckFailed, stop_if_interrupted
+from tritongen.export.onnx import (
+    OnnxExport,
+    example_lengths,
+    onnx_from_module,
+    onnx_output_specs,
+    summarise_export_error,
+)
+from tritongen.export.simplify import Simplification, onnx_files, restore_exported, simplify_onnx
+from tritongen.export.simplify import writes_files as simplify_writes_files
 from tritongen.formats import Exported, VersionJob, WrittenVersion
 from tritongen.introspect import (
     BoundModel,
@@ -52,11 +59,12 @@ from tritongen.repository import (
     write_manifest,
     write_text_atomic,
 )
+from tritongen.runners.forked import ForkedCases, cases_in_background
 from tritongen.runners.onnxruntime import OnnxRuntimeRunner
 from tritongen.runners.torch import TorchRunner
 from tritongen.samples import Examples, read_examples
 from tritongen.spec import ModelSpec, random_inputs, spec_to_dict
-from tritongen.verify import ParityReport, parity_against
+from tritongen.verify import ParityCase, ParityReport, Tolerance, compare, parity_cases, run_cases
 
 __all__ = ["ArtifactResult", "BuildOptions", "BuildPlan", "BuildResult", "build_model", "execute", "plan_build"]
 
@@ -250,21 +258,33 @@ def _export(plan: BuildPlan, loaded: LoadedCheckpoint, model: BoundModel, interf
     if not interface.selection.whole:
         module, program = selected_outputs(model), None
     examples = interface.examples.batches(spec) if interface.examples else []
-    with log.step("exporting ONNX", "export"):
-        export = onnx_from_module(module, spec, onnx_path, opset=plan.opset, exported_program=program,
-                                  on_warning=log.note)
-    spec = spec.with_outputs(onnx_output_specs(onnx_path, spec))
-    simplification = "skipped (--no-simplify)"
-    if plan.simplify:
-        with log.step("simplifying with onnxsim", "simplify"):
-            result = simplify_onnx(onnx_path, spec, atol=atol, rtol=rtol)
-        simplification = result.message
-        if not result.applied:
-            log.note(result.message)
-
     reference = TorchRunner(model, [t.name for t in spec.inputs], [t.name for t in spec.outputs], batched=spec.batched)
-    with log.step("checking parity: PyTorch vs ONNX Runtime", "parity"), OnnxRuntimeRunner(onnx_path) as ort_runner:
-        parity = parity_against(reference, ort_runner, spec, atol=atol, rtol=rtol, examples=examples)
+    cases = parity_cases(spec, examples)
+    # PyTorch's outputs for the parity cases are computed in a forked child while this process exports: the export
+    # is mostly single-threaded Python, so the reference costs next to no wall time on a machine with 2+ cores.
+    with cases_in_background(reference, cases, scratch / "reference") as pytorch:
+        with log.step("exporting ONNX", "export"):
+            # Weights in a .data file when onnxsim writes the served model with them inline anyway (quicker).
+            export = onnx_from_module(module, spec, onnx_path, opset=plan.opset, exported_program=program,
+                                      external_data=plan.simplify and simplify_writes_files(), on_warning=log.note)
+        spec = spec.with_outputs(onnx_output_specs(onnx_path, spec))
+        if [t.name for t in spec.outputs] != reference.output_names:  # the graph names them otherwise: run here
+            pytorch.cancel()
+            reference = TorchRunner(model, reference.input_names, [t.name for t in spec.outputs], batched=spec.batched)
+            pytorch = ForkedCases(reference, cases, scratch / "reference", fork=False)
+        simplification, simplified = "skipped (--no-simplify)", None
+        if plan.simplify:
+            with log.step("simplifying with onnxsim", "simplify"):
+                # Checked by the parity step below, against PyTorch: no separate comparison with the export.
+                simplified = simplify_onnx(onnx_path, spec, check=False)
+            simplification = simplified.message
+            if not simplified.applied:
+                log.note(simplified.message)
+        with log.step("checking parity: PyTorch vs ONNX Runtime", "parity"):
+            parity, kept_exported = _parity(pytorch, onnx_path, cases, spec, Tolerance(atol, rtol), simplified)
+        if kept_exported:
+            simplification = kept_exported
+            log.note(kept_exported)
     for message in parity.notes():
         log.note(message)
     if not parity.passed:
@@ -284,7 +304,7 @@ def _export(plan: BuildPlan, loaded: LoadedCheckpoint, model: BoundModel, interf
 
         calibration = calibration_for(plan.precision, spec, log.note)
     # Lower precision: the ONNX-serving formats serve the converted model; a TensorRT plan converts on its own.
-    served_spec, served_files, served_parity, precision_report = spec, export.files, parity, None
+    served_spec, served_files, served_parity, precision_report = spec, onnx_files(onnx_path), parity, None
     if plan.converts_onnx():
         t0 = time.perf_counter()
         converted = onnx_with_precision(onnx_path, spec, reference, plan.precision, scratch / "precision", ref_inputs,
@@ -317,6 +337,39 @@ def _check_pipeline(plan: BuildPlan, loaded: LoadedCheckpoint, shared: _Export, 
         check = check_pipeline(design, exported.served_files[0], exported.reference,
                                {t.name: t.dtype for t in exported.spec.inputs}, tolerance, work_dir, log.note)
     return replace(shared, exported=replace(exported, pipeline=check))
+
+
+def _parity(pytorch: ForkedCases, onnx_path: Path, cases: list[ParityCase], spec: ModelSpec, tolerance: Tolerance,
+            simplified: Simplification | None) -> tuple[ParityReport, str | None]:
+    """Parity of the ONNX model against PyTorch; where the simplified model fails it (or does not load) and the
+    exported one passes, the exported one is put back: (the report, what was said about that, or None)."""
+    try:
+        report = _onnx_parity(pytorch, onnx_path, cases, spec, tolerance)
+    except Exception as exc:
+        if simplified is None or simplified.original is None:
+            raise
+        stop_if_interrupted(exc)
+        problem = f"the simplified model does not run ({summarise_export_error(exc)})"
+    else:
+        if report.passed or simplified is None or simplified.original is None:
+            return report, None
+        problem = f"simplification changed outputs ({report.failures()})"
+    restore_exported(simplified, onnx_path)
+    report = _onnx_parity(pytorch, onnx_path, cases, spec, tolerance)
+    return report, f"{problem}; kept the exported model" if report.passed else None
+
+
+def _onnx_parity(pytorch: ForkedCases, onnx_path: Path, cases: list[ParityCase], spec: ModelSpec,
+                 tolerance: Tolerance) -> ParityReport:
+    """ONNX Runtime on the cases while the child may still be computing PyTorch's outputs; PyTorch's failure (a model
+    that fails at the max batch) is reported before ONNX Runtime's, as when PyTorch ran first."""
+    try:
+        with OnnxRuntimeRunner(onnx_path) as candidate:
+            actual = run_cases(candidate, cases)
+    except Exception:
+        pytorch.result()  # raises PyTorch's own failure, if there is one
+        raise
+    return compare(pytorch.result(), actual, tolerance, spec)
 
 
 def _stage_target(plan: BuildPlan, target: Target, loaded: LoadedCheckpoint, shared: _Export, work: RepositoryBuild,

@@ -2,12 +2,14 @@
 
 Every value that comes from a user or a model (a file name, a tensor name, a path) goes through the filter of the
 file it lands in: `pbtxt_str` for config.pbtxt (strings and comments alike), `yaml_str` for Compose files, `tojson`
-for Python and JSON. A value can then never add a line or a field of its own.
+for Python and JSON. A value can then never add a line or a field of its own. `num` formats measured numbers
+in reports.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,13 @@ def yaml_str(value: object) -> str:
     return json.dumps(str(value)).replace("$", "$$")
 
 
+def num(value: float | None, digits: int = 1) -> str:
+    """A measured number for people: thousands separators, `digits` decimals, "-" for none or NaN (reports)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
 def environment(templates: Path = TEMPLATES_DIR) -> jinja2.Environment:
     """Jinja with StrictUndefined (a missing variable is an error, not an empty string) and tritongen's filters."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)), undefined=jinja2.StrictUndefined,
@@ -42,6 +51,7 @@ def environment(templates: Path = TEMPLATES_DIR) -> jinja2.Environment:
     env.filters["pbtxt_str"] = pbtxt_str
     env.filters["yaml_str"] = yaml_str
     env.filters["json"] = json.dumps
+    env.filters["num"] = num
     return env
 
 

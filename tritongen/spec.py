@@ -367,3 +367,17 @@ def spec_from_dict(raw: Mapping[str, Any]) -> ModelSpec:
     padding = raw.get("padding") if raw.get("padding") in PADDING_SIDES else "right"
     return ModelSpec(tuple(tensor(t) for t in raw.get("inputs", [])), tuple(tensor(t) for t in raw.get("outputs", [])),
                      int(raw.get("max_batch_size", 0)), lengths, padding)
+
+
+def spec_from_config(config: Any) -> ModelSpec:
+    """A ModelSpec from a Triton config alone (a model tritongen did not build): every -1 dim is an axis of its own."""
+    from tritonclient.grpc import model_config_pb2
+
+    def tensor(entry: Any) -> TensorSpec:
+        dtype = dtype_from_triton(model_config_pb2.DataType.Name(entry.data_type))
+        dims = list(entry.reshape.shape) if entry.HasField("reshape") else list(entry.dims)
+        shape = tuple(d if d != -1 else f"{entry.name}_dim{i + 1}" for i, d in enumerate(dims))
+        return TensorSpec(entry.name, dtype, shape)
+
+    return ModelSpec(tuple(tensor(t) for t in config.input), tuple(tensor(t) for t in config.output),
+                     int(config.max_batch_size))

@@ -8,6 +8,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from tritongen import defaults
 from tritongen.cli import main
 from tritongen.cli.common import common_options, emit_json, progress_line, stdout_console
 
@@ -20,16 +21,21 @@ from tritongen.cli.common import common_options, emit_json, progress_line, stdou
               help="Benchmark a Triton already running at this HTTP address (gRPC assumed on the next port) instead "
                    "of starting the embedded server. --repository is then optional (spec and ceiling come from it).")
 @click.option("--protocol", type=click.Choice(["grpc", "http"]), default="grpc", show_default=True)
-@click.option("--concurrency", "concurrency", default="1,2,4,8,16,32", show_default=True, metavar="N,N,...",
+@click.option("--generator", type=click.Choice(["auto", "h2load", "python"]), default="auto", show_default=True,
+              help="Load generator: h2load (Debian's nghttp2-client; native, a few µs of CPU per request), the Python "
+                   "one (tritonclient's asyncio clients), or auto: h2load when it is installed.")
+@click.option("--concurrency", "concurrency", default=",".join(map(str, defaults.BENCH_CONCURRENCIES)),
+              show_default=True, metavar="N,N,...",
               help="Requests kept in flight, one level after another.")
 @click.option("--duration", "duration_s", type=click.FloatRange(min=0.1), metavar="SECONDS",
-              help="Measurement window per concurrency level (default 5).")
+              help=f"Measurement window per concurrency level (default {defaults.BENCH_DURATION_S:g}).")
 @click.option("--requests", type=click.IntRange(min=1), metavar="N",
               help="Instead of --duration: stop each level after N answered requests.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Items per request.")
 @click.option("--length", "lengths", multiple=True, metavar="AXIS=N",
               help="Length of a dynamic axis in the generated inputs (default: the first length it was built with).")
-@click.option("--warmup", "warmup_s", type=click.FloatRange(min=0), default=2.0, show_default=True, metavar="SECONDS",
+@click.option("--warmup", "warmup_s", type=click.FloatRange(min=0), default=defaults.BENCH_WARMUP_S, show_default=True,
+              metavar="SECONDS",
               help="Load before the first level, not measured.")
 @click.option("--no-ceiling", is_flag=True, help="Skip the in-process ONNX Runtime ceiling.")
 @click.option("--no-generator-check", is_flag=True, help="Skip the no-op model run that bounds the client's speed.")
@@ -41,7 +47,7 @@ from tritongen.cli.common import common_options, emit_json, progress_line, stdou
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), metavar="SECONDS",
               help="How long to wait for the server to be ready (default: 120 s embedded, 10 s for a URL).")
 @common_options
-def bench_command(model: str, repository: Path, url: str | None, protocol: str, concurrency: str,
+def bench_command(model: str, repository: Path, url: str | None, protocol: str, generator: str, concurrency: str,
                   duration_s: float | None, requests: int | None, batch_size: int, lengths: tuple[str, ...],
                   warmup_s: float, no_ceiling: bool, no_generator_check: bool, report_dir: Path | None,
                   no_report: bool, tritonserver: Path | None, timeout_s: float | None, as_json: bool) -> None:
@@ -63,7 +69,7 @@ def bench_command(model: str, repository: Path, url: str | None, protocol: str, 
     if url and not repository.is_dir():
         repository = None  # type: ignore[assignment]
     settings = LoadSettings(protocol=protocol, duration_s=None if requests else (duration_s or DEFAULT_DURATION_S),
-                            requests=requests)
+                            requests=requests, generator=generator)
     report = bench_model(repository, model, server=url or "embedded", concurrencies=parse_concurrencies(concurrency),
                          settings=settings, batch_size=batch_size, lengths=parse_lengths(lengths), warmup_s=warmup_s,
                          ceiling=not no_ceiling, generator_check=not no_generator_check, tritonserver=tritonserver,
@@ -105,11 +111,15 @@ def print_bench(report: Any, files: list[Path]) -> None:
                   + (f"; served best is {100 * fraction:.0f} % of it" if fraction is not None else ""), highlight=False)
     g = report.generator
     if g:
-        line = (f"load generator: {g.cpu_us_per_request:,.0f} µs CPU per request, {100 * g.client_cpu_share:.0f} % "
-                f"of the machine at the best point")
+        line = (f"load generator: {report.load_generator}; {g.cpu_us_per_request:,.0f} µs CPU per request, "
+                f"{100 * g.client_cpu_share:.0f} % of the machine at the best point")
         if g.noop_throughput:
             line += f"; a no-op model with the same inputs reached {g.noop_throughput:,.1f} inf/s"
-        out.print(line, highlight=False)
+        out.print(line, markup=False, highlight=False)
+        if g.headroom_gain:
+            out.print(f"generator headroom on the no-op model: {g.generator} {g.noop_requests_per_cpu_s:,.0f} requests "
+                      f"per client CPU-second, the Python generator {g.python_requests_per_cpu_s:,.0f} "
+                      f"({g.headroom_gain:.1f}x)", markup=False, highlight=False)
     for note in report.notes:
         out.print(f"note: {note}", markup=False, highlight=False)
     for f in files[:1]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from tritongen import defaults
 from tritongen.cli import main
 from tritongen.cli.bench import wide_console
 from tritongen.cli.common import common_options, emit_json, progress_line, stderr_console, stdout_console
@@ -25,17 +26,21 @@ from tritongen.cli.common import common_options, emit_json, progress_line, stder
                    "--model-control-mode=explicit and serving the same repository.")
 @click.option("--latency-budget-ms", type=click.FloatRange(min=0, min_open=True), metavar="MS",
               help="Highest p99 latency allowed (default: none, maximise throughput).")
-@click.option("--max-trials", type=click.IntRange(min=1), default=20, show_default=True,
+@click.option("--max-trials", type=click.IntRange(min=1), default=defaults.TUNE_MAX_TRIALS, show_default=True,
               help="Configs to measure, the starting one included (three confirmation rounds come on top).")
-@click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=1), default=600, show_default=True,
+@click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=1), default=defaults.TUNE_TIME_LIMIT_S,
+              show_default=True,
               metavar="SECONDS", help="Stop searching in time to confirm and write within this limit.")
-@click.option("--concurrency", default="4,16,32", show_default=True, metavar="N,N,...",
+@click.option("--concurrency", default=",".join(map(str, defaults.TUNE_CONCURRENCIES)), show_default=True, metavar="N,N,...",
               help="Load levels each config is measured at; the best one within the budget counts.")
-@click.option("--duration", "duration_s", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+@click.option("--duration", "duration_s", type=click.FloatRange(min=0.1), default=defaults.TUNE_DURATION_S,
+              show_default=True,
               metavar="SECONDS", help="Measurement window per level.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Items per request.")
 @click.option("--length", "lengths", multiple=True, metavar="AXIS=N", help="Length of a dynamic axis in the inputs.")
 @click.option("--protocol", type=click.Choice(["grpc", "http"]), default="grpc", show_default=True)
+@click.option("--generator", type=click.Choice(["auto", "h2load", "python"]), default="auto", show_default=True,
+              help="Load generator (see `tritongen bench --help`): auto uses h2load when it is installed.")
 @click.option("--instances", metavar="N,N,...", help="Instance counts to consider (default: 1-4 and the CPU count).")
 @click.option("--threads", metavar="N,N,...",
               help="ONNX Runtime threads per instance to consider (default: powers of two up to the CPU count).")
@@ -49,7 +54,7 @@ from tritongen.cli.common import common_options, emit_json, progress_line, stder
 def tune_command(model: str, repository: Path, server: str, image: str | None, url: str | None,
                  latency_budget_ms: float | None, max_trials: int,
                  time_limit_s: float, concurrency: str, duration_s: float, batch_size: int, lengths: tuple[str, ...],
-                 protocol: str, instances: str | None, threads: str | None, dry_run: bool, no_validate: bool,
+                 protocol: str, generator: str, instances: str | None, threads: str | None, dry_run: bool, no_validate: bool,
                  tritonserver: Path | None, timeout_s: float | None, as_json: bool) -> None:
     """Search instances, threads, queue delay, preferred and max batch size of MODEL on a real server; write the best
     config back to MODEL/config.pbtxt (the previous one kept as config.pbtxt.bak-TIMESTAMP) and validate it."""
@@ -67,7 +72,7 @@ def tune_command(model: str, repository: Path, server: str, image: str | None, u
     report = tune_model(
         repository, model, server=url or server, latency_budget_ms=latency_budget_ms, max_trials=max_trials,
         time_limit_s=time_limit_s, concurrencies=parse_concurrencies(concurrency),
-        settings=LoadSettings(protocol=protocol, duration_s=duration_s), batch_size=batch_size,
+        settings=LoadSettings(protocol=protocol, duration_s=duration_s, generator=generator), batch_size=batch_size,
         lengths=parse_lengths(lengths), instances=parse_concurrencies(instances, "--instances") if instances else None,
         threads=parse_concurrencies(threads, "--threads") if threads else None,
         write=not dry_run, validate=not no_validate, tritonserver=tritonserver, image=image, timeout_s=timeout_s,

@@ -90,7 +90,7 @@ class ModelDir:
             from dataclasses import replace
 
             return replace(spec_from_dict(recorded), max_batch_size=int(self.config.max_batch_size))
-        from tritongen.bench import spec_from_config  # to move to tritongen.spec with the bench split
+        from tritongen.spec import spec_from_config
 
         return spec_from_config(self.config)
 

@@ -4,61 +4,17 @@ dynamic axes, a server started elsewhere (--url), and the one-line errors for ba
 from __future__ import annotations
 
 import json
-import math
-import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests import models
-from tests.conftest import CliResult, save_checkpoint
-from tritongen.bench import (
-    LatencyStats,
-    LoadSettings,
-    bench_model,
-    parse_concurrencies,
-    server_stats,
-)
+from tests.conftest import CliResult
+from tests.servers import consecutive_free_ports
+from tritongen.bench import LoadSettings, bench_model
 from tritongen.errors import TritongenError
-from tritongen.server.local import free_ports
 from tritongen.server.stage import PYTHON_RUNNER
-
-
-def build(tmp: Path, name: str, model: object, model_class: str, inputs: tuple[str, ...], **options: object) -> Path:
-    from tritongen.build import BuildOptions, build_model
-
-    checkpoint = save_checkpoint(model, tmp / f"{name}.pt")  # type: ignore[arg-type]
-    build_model(BuildOptions(checkpoint, name=name, model_class=model_class, inputs=inputs, repository=tmp / "repo",
-                             deploy=False, **options))  # type: ignore[arg-type]
-    return tmp / "repo"
-
-
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`cnn`: SmallCNN (image:3x32x32, onnx, max batch 32) and `fcn`: FullyConv (image:3xHxW, python format)."""
-    tmp = tmp_path_factory.mktemp("bench")
-    build(tmp, "cnn", models.SmallCNN(), "tests.models:SmallCNN", ("image:3x32x32:fp32",))
-    build(tmp, "fcn", models.FullyConv(), "tests.models:FullyConv", ("image:3xHxW:fp32",), formats=("python",),
-          max_batch_size=8)
-    return tmp / "repo"
-
-
-def consecutive_ports() -> tuple[int, int, int]:
-    for _ in range(50):
-        sockets = []
-        try:
-            (first,) = free_ports(1)
-            for port in (first, first + 1, first + 2):
-                sockets.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-                sockets[-1].bind(("127.0.0.1", port))
-            return first, first + 1, first + 2
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no three consecutive free ports")
 
 
 def check_point_is_sane(point: dict, batch_size: int = 1) -> None:
@@ -79,16 +35,18 @@ def check_point_is_sane(point: dict, batch_size: int = 1) -> None:
 
 @pytest.mark.server
 def test_bench_sweeps_concurrency_and_writes_a_report(cli: Callable[..., CliResult], repository: Path,
-                                                      tmp_path: Path) -> None:
+                                                      tmp_path: Path, h2load: Any) -> None:
     result = cli("bench", "cnn", "--repository", repository, "--concurrency", "4,1", "--duration", "1",
-                 "--warmup", "0.5", "--report", tmp_path / "report", "--json")
+                 "--warmup", "0.5", "--generator", "h2load", "--report", tmp_path / "report", "--json")
     assert result.exit_code == 0, result.stderr
     report = result.json()
     assert report["ok"] and report["model"] == "cnn" and report["version"] == "1"
     assert report["served_by"] == PYTHON_RUNNER and report["protocol"] == "grpc"
     assert [p["concurrency"] for p in report["points"]] == [1, 4]
+    assert report["load_generator"].startswith(f"h2load (nghttp2 {h2load.version}, gRPC over HTTP/2")
     for point in report["points"]:
         check_point_is_sane(point)
+        assert point["generator"] == "h2load"
     # One request in flight can never be batched with another.
     assert report["points"][0]["server"]["avg_batch"] == 1
     assert report["config"] | {"intra_op_threads": 0} == {
@@ -101,6 +59,12 @@ def test_bench_sweeps_concurrency_and_writes_a_report(cli: Callable[..., CliResu
     generator = report["generator"]
     assert generator["noop_model"] == "tritongen_noop_cnn" and generator["noop_throughput"] > 0
     assert generator["requests_per_core_s"] > 0
+    # The headroom check: the no-op model under h2load, and under the Python generator in the same run. Each
+    # generator's CPU time per request is its own (not the machine's load): h2load's is a fraction of Python's.
+    assert generator["generator"] == "h2load" and generator["python_noop_throughput"] > 0
+    assert generator["noop_requests_per_cpu_s"] > 2 * generator["python_requests_per_cpu_s"] > 0
+    assert generator["headroom_gain"] == pytest.approx(generator["noop_requests_per_cpu_s"]
+                                                       / generator["python_requests_per_cpu_s"])
     assert any("python backend" in note for note in report["notes"])
 
     files = {Path(f).name for f in report["report_files"]}
@@ -113,15 +77,18 @@ def test_bench_sweeps_concurrency_and_writes_a_report(cli: Callable[..., CliResu
                     "## In-process ONNX Runtime by batch size", "![throughput and p99 latency"):
         assert heading in markdown
     assert "{{" not in markdown and "{%" not in markdown
+    assert "The load generator is h2load (nghttp2" in markdown and "the Python generator, in the same run" in markdown
     assert "concurrency 4" in result.stderr  # progress goes to stderr: stdout held only the JSON object
 
 
 @pytest.mark.server
 def test_bench_over_http_with_a_request_count_batches_and_dynamic_axes(repository: Path) -> None:
     report = bench_model(repository, "fcn", concurrencies=(2,), batch_size=2, lengths={"H": 12, "W": 10},
-                         settings=LoadSettings(protocol="http", duration_s=None, requests=40), warmup_s=0.3,
+                         settings=LoadSettings(protocol="http", duration_s=None, requests=40, generator="python"),
+                         warmup_s=0.3,
                          ceiling_seconds_per_size=0.1, generator_check=False)
     assert report.protocol == "http" and report.served_by == "python backend"
+    assert report.load_generator.startswith("python (one asyncio event loop") and report.points[0].generator == "python"
     assert report.lengths == {"H": 12, "W": 10} and report.batch_size == 2
     (point,) = report.points
     assert point.requests >= 40 and point.errors == 0
@@ -141,7 +108,7 @@ def test_bench_against_a_server_already_running(repository: Path, tmp_path: Path
 
     staged = stage_repository(repository, tmp_path / "staged", backends=find_tritonserver().backend_names,
                               models=["cnn"])
-    with launch(staged.path, ports=consecutive_ports()) as handle:  # a URL names HTTP; gRPC is on the next port
+    with launch(staged.path, ports=consecutive_free_ports()) as handle:  # a URL names HTTP; gRPC is on the next port
         report = bench_model(repository, "cnn", server=handle.http_url, concurrencies=(2,),
                              settings=LoadSettings(duration_s=0.5), warmup_s=0, ceiling_seconds_per_size=0.1)
     assert report.server == f"Triton at {handle.http_url} (gRPC {handle.grpc_url})"
@@ -157,50 +124,31 @@ def test_bench_against_a_server_already_running(repository: Path, tmp_path: Path
     (("--duration", "1", "--requests", "5"), "--duration and --requests were both given"),
     (("--length", "seq"), "malformed --length 'seq'"),
 ])
-def test_bad_options_fail_in_one_line_before_any_server_starts(cli: Callable[..., CliResult], repository: Path,
+def test_bad_options_fail_in_one_line_before_any_server_starts(cli: Callable[..., CliResult], configs: Path,
                                                                args: tuple[str, ...], message: str) -> None:
-    result = cli("bench", "cnn", "--repository", repository, *args, "--no-report")
+    result = cli("bench", "cnn", "--repository", configs, *args, "--no-report")
     assert result.exit_code == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert "starting the embedded tritonserver" not in result.stderr
 
 
-def test_unknown_model_names_the_ones_there(cli: Callable[..., CliResult], repository: Path) -> None:
-    result = cli("bench", "nope", "--repository", repository, "--no-report")
+def test_unknown_model_names_the_ones_there(cli: Callable[..., CliResult], configs: Path) -> None:
+    result = cli("bench", "nope", "--repository", configs, "--no-report")
     assert result.exit_code == 2 and "model 'nope' is not in" in result.stderr and "cnn" in result.stderr
-
-
-def test_server_stats_are_differences_of_two_snapshots() -> None:
-    def snapshot(inferences: int, executions: int, queue_ns: int, compute_ns: int, sizes: dict[int, int]) -> dict:
-        stat = {"count": str(inferences), "ns": str(queue_ns)}
-        return {"model_stats": [{
-            "name": "m", "version": "1", "inference_count": str(inferences), "execution_count": str(executions),
-            "inference_stats": {"success": {"count": str(inferences), "ns": str(queue_ns + compute_ns)},
-                                "queue": stat, "compute_input": {}, "compute_output": {},
-                                "compute_infer": {"count": str(inferences), "ns": str(compute_ns)}},
-            "batch_stats": [{"batch_size": str(b), "compute_infer": {"count": str(n), "ns": "1"}}
-                            for b, n in sizes.items()]}]}
-
-    stats = server_stats(snapshot(10, 10, 1_000_000, 5_000_000, {1: 10}),
-                         snapshot(110, 35, 21_000_000, 105_000_000, {1: 15, 4: 20}), "m")
-    assert stats is not None
-    assert (stats.inferences, stats.executions, stats.requests) == (100, 25, 100)
-    assert stats.avg_batch == 4 and stats.batch_sizes == {1: 5, 4: 20}
-    assert stats.queue_ms == pytest.approx(0.2) and stats.compute_ms == pytest.approx(1.0)
-    assert stats.server_ms == pytest.approx(1.2)
-    assert server_stats(None, snapshot(1, 1, 1, 1, {}), "m") is None
-    assert server_stats(snapshot(1, 1, 1, 1, {}), snapshot(1, 1, 1, 1, {}), "other") is None
-
-
-def test_latency_percentiles_and_concurrency_parsing() -> None:
-    stats = LatencyStats.of([i / 1000 for i in range(1, 101)])  # 1..100 ms
-    assert stats.p50 == pytest.approx(50.5) and stats.p99 == pytest.approx(99.01) and stats.max == 100
-    assert math.isnan(LatencyStats.of([]).p50)
-    assert parse_concurrencies("16, 1,4,4") == (1, 4, 16)
-    with pytest.raises(TritongenError, match="malformed --concurrency"):
-        parse_concurrencies("1,x")
 
 
 def test_bench_needs_a_repository_or_a_url() -> None:
     with pytest.raises(TritongenError, match="needs --repository"):
         bench_model(None, "cnn")
+
+
+def test_h2load_asked_for_but_missing_is_one_line_before_any_server_starts(
+        cli: Callable[..., CliResult], configs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tritongen.bench import describe_generator
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no h2load on it
+    result = cli("bench", "cnn", "--repository", configs, "--generator", "h2load", "--no-report")
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert "--generator h2load: h2load is not installed" in result.stderr and "nghttp2-client" in result.stderr
+    assert "starting the embedded tritonserver" not in result.stderr
+    assert describe_generator(LoadSettings(generator="auto")).startswith("python (")  # auto falls back
