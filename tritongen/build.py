@@ -24,15 +24,10 @@ import numpy as np
 from tritongen import __version__
 from tritongen.checkpoint import CheckpointKind, LoadedCheckpoint, load_checkpoint
 from tritongen.config import ModelConfig, parse_config, render_config
-from tritongen.errors import CheckFailed, stop_if_interrupted
-from tritongen.export.onnx import (
-    OnnxExport,
-    example_lengths,
-    onnx_from_module,
-    onnx_output_specs,
-    summarise_export_error,
-)
-from tritongen.export.simplify import Simplification, onnx_files, restore_exported, simplify_onnx
+from tritongen.errors import CheckFailed
+from tritongen.export.onnx import OnnxExport, example_lengths, onnx_from_module, onnx_output_specs
+from tritongen.export.parity import onnx_parity
+from tritongen.export.simplify import onnx_files, simplify_onnx
 from tritongen.export.simplify import writes_files as simplify_writes_files
 from tritongen.formats import Exported, VersionJob, WrittenVersion
 from tritongen.introspect import (
@@ -60,11 +55,10 @@ from tritongen.repository import (
     write_text_atomic,
 )
 from tritongen.runners.forked import ForkedCases, cases_in_background
-from tritongen.runners.onnxruntime import OnnxRuntimeRunner
 from tritongen.runners.torch import TorchRunner
 from tritongen.samples import Examples, read_examples
 from tritongen.spec import ModelSpec, random_inputs, spec_to_dict
-from tritongen.verify import ParityCase, ParityReport, Tolerance, compare, parity_cases, run_cases
+from tritongen.verify import ParityReport, Tolerance, parity_cases
 
 __all__ = ["ArtifactResult", "BuildOptions", "BuildPlan", "BuildResult", "build_model", "execute", "plan_build"]
 
@@ -281,7 +275,7 @@ def _export(plan: BuildPlan, loaded: LoadedCheckpoint, model: BoundModel, interf
             if not simplified.applied:
                 log.note(simplified.message)
         with log.step("checking parity: PyTorch vs ONNX Runtime", "parity"):
-            parity, kept_exported = _parity(pytorch, onnx_path, cases, spec, Tolerance(atol, rtol), simplified)
+            parity, kept_exported = onnx_parity(pytorch, onnx_path, cases, spec, Tolerance(atol, rtol), simplified)
         if kept_exported:
             simplification = kept_exported
             log.note(kept_exported)
@@ -337,39 +331,6 @@ def _check_pipeline(plan: BuildPlan, loaded: LoadedCheckpoint, shared: _Export, 
         check = check_pipeline(design, exported.served_files[0], exported.reference,
                                {t.name: t.dtype for t in exported.spec.inputs}, tolerance, work_dir, log.note)
     return replace(shared, exported=replace(exported, pipeline=check))
-
-
-def _parity(pytorch: ForkedCases, onnx_path: Path, cases: list[ParityCase], spec: ModelSpec, tolerance: Tolerance,
-            simplified: Simplification | None) -> tuple[ParityReport, str | None]:
-    """Parity of the ONNX model against PyTorch; where the simplified model fails it (or does not load) and the
-    exported one passes, the exported one is put back: (the report, what was said about that, or None)."""
-    try:
-        report = _onnx_parity(pytorch, onnx_path, cases, spec, tolerance)
-    except Exception as exc:
-        if simplified is None or simplified.original is None:
-            raise
-        stop_if_interrupted(exc)
-        problem = f"the simplified model does not run ({summarise_export_error(exc)})"
-    else:
-        if report.passed or simplified is None or simplified.original is None:
-            return report, None
-        problem = f"simplification changed outputs ({report.failures()})"
-    restore_exported(simplified, onnx_path)
-    report = _onnx_parity(pytorch, onnx_path, cases, spec, tolerance)
-    return report, f"{problem}; kept the exported model" if report.passed else None
-
-
-def _onnx_parity(pytorch: ForkedCases, onnx_path: Path, cases: list[ParityCase], spec: ModelSpec,
-                 tolerance: Tolerance) -> ParityReport:
-    """ONNX Runtime on the cases while the child may still be computing PyTorch's outputs; PyTorch's failure (a model
-    that fails at the max batch) is reported before ONNX Runtime's, as when PyTorch ran first."""
-    try:
-        with OnnxRuntimeRunner(onnx_path) as candidate:
-            actual = run_cases(candidate, cases)
-    except Exception:
-        pytorch.result()  # raises PyTorch's own failure, if there is one
-        raise
-    return compare(pytorch.result(), actual, tolerance, spec)
 
 
 def _stage_target(plan: BuildPlan, target: Target, loaded: LoadedCheckpoint, shared: _Export, work: RepositoryBuild,

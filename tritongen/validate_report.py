@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tritongen.jsonsafe import json_safe
 from tritongen.verify import OutputParity
 
 
@@ -98,17 +98,6 @@ class ValidationReport:
         return bool(self.models) and all(m.passed for m in self.models) and not self.repository_problems
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe({"ok": True, "server": self.server, "passed": self.passed,
-                           "repository_problems": list(self.repository_problems),
-                           "models": [asdict(m) for m in self.models]})
-
-
-def _json_safe(value: Any) -> Any:
-    """Infinite errors (a missing output) become null: JSON has no Infinity."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
+        return json_safe({"ok": True, "server": self.server, "passed": self.passed,
+                          "repository_problems": list(self.repository_problems),
+                          "models": [asdict(m) for m in self.models]})

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from tritongen.jsonsafe import json_safe
+
 
 @dataclass(frozen=True)
 class LatencyStats:
@@ -153,14 +155,3 @@ class BenchReport:
                           "best_concurrency": best.concurrency if best else None,
                           "best_throughput": best.throughput if best else None,
                           "fraction_of_ceiling": self.fraction_of_ceiling})
-
-
-def json_safe(value: Any) -> Any:
-    """NaN and infinities become null: JSON has neither; dict keys become strings."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value

@@ -102,7 +102,10 @@ def fail_unexpected(exc: Exception, step: str, as_json: bool) -> None:
 
 
 def emit_json(payload: dict[str, Any]) -> None:
-    click.echo(json.dumps(payload, indent=2, default=str))
+    """One JSON object on stdout: valid JSON whatever the report holds (NaN and infinities as null)."""
+    from tritongen.jsonsafe import json_safe
+
+    click.echo(json.dumps(json_safe(payload), indent=2, default=str))
 
 
 @contextmanager
