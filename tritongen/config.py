@@ -185,7 +185,21 @@ def parse_config(text: str) -> Any:
 
 
 def read_config(path: Path) -> Any:
-    return parse_config(path.read_text())
+    """The one config reader: parse a model's config.pbtxt (`path`: the file, or the model folder holding it) with
+    Triton's own schema; an unreadable or invalid file is one error naming it."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.pbtxt"
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise TritongenError(f"cannot read {path}: {exc.strerror}", "check the repository path") from exc
+    try:
+        return parse_config(text)
+    except TritongenError as exc:
+        where = exc.message.removeprefix("config.pbtxt does not match Triton's schema").strip()
+        raise TritongenError(f"{path} is not a valid Triton model config" + (f" {where}" if where else ""),
+                             "fix the file or rebuild the model with `tritongen build`", details=exc.details) from exc
 
 
 def check_config_against_onnx(proto: Any, onnx_path: Path) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from tests.servers import built_repository, copy_repository
+from tritongen.config import read_config
 from tritongen.errors import TritongenError
 from tritongen.server import launch
 from tritongen.server.checks import foreign_entries, served_versions
-from tritongen.server.stage import read_config
 
 ENTRIES: dict[str, Callable[[Path], object]] = {
     "a build's scratch folder": lambda r: (r / ".tritongen-two_python-x1" / "two_python" / "1").mkdir(parents=True),

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tritongen.config import read_config
 from tritongen.errors import TritongenError
-from tritongen.server.stage import PYTHON_RUNNER, read_config, select_models, stage_repository, staged_repository
+from tritongen.server.stage import PYTHON_RUNNER, select_models, stage_repository, staged_repository
 
 ONNX_CONFIG = """name: "clf"
 platform: "onnxruntime_onnx"

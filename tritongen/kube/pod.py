@@ -104,7 +104,7 @@ def model_bytes(repository: Path) -> int:
 
 def instance_count(repository: Path, needs: RepositoryNeeds) -> int:
     """Model instances the server runs: each python-backend instance is a process of its own."""
-    from tritongen.server.stage import read_config
+    from tritongen.config import read_config
 
     total = 0
     for m in needs.models:

@@ -97,20 +97,10 @@ class ModelDir:
 
 def read_model_dir(path: Path) -> ModelDir:
     """Read a model folder: its config.pbtxt once, with Triton's own schema, and its versions."""
-    from tritongen.config import parse_config
+    from tritongen.config import read_config
 
     path = Path(path)
-    config_path = path / CONFIG
-    try:
-        text = config_path.read_text()
-    except OSError as exc:
-        raise TritongenError(f"cannot read {config_path}: {exc.strerror}", "check the repository path") from exc
-    try:
-        config = parse_config(text)
-    except TritongenError as exc:
-        where = exc.message.removeprefix("config.pbtxt does not match Triton's schema").strip()
-        raise TritongenError(f"{config_path} is not a valid Triton model config" + (f" {where}" if where else ""),
-                             "fix the file or rebuild the model with `tritongen build`", details=exc.details) from exc
+    config = read_config(path / CONFIG)
     return ModelDir(path, config, tuple(versions_of(path)))
 
 

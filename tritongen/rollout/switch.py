@@ -230,8 +230,9 @@ class _Switch:
     def version_config(self, version: int) -> Any:
         """The config version `version` is served with: the live config.pbtxt for the newest version (it follows the
         newest build, tuning included), else the one its build recorded in <version>/tritongen/."""
+        from tritongen.config import read_config
         from tritongen.repository import CONFIG, META_DIR
-        from tritongen.server.stage import as_python_runner, read_config
+        from tritongen.server.stage import as_python_runner
 
         recorded = self.model_dir.version_dir(version) / META_DIR / CONFIG
         if version == self.model_dir.latest or not recorded.is_file():

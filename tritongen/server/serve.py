@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tritongen.config import read_config
 from tritongen.errors import TritongenError
 from tritongen.server.base import ServerFlags, ServerHandle
 from tritongen.server.checks import foreign_entries
@@ -21,7 +22,6 @@ from tritongen.server.processes import sweep_leftovers, watchdog
 from tritongen.server.stage import (
     StagedModel,
     StagedRepository,
-    read_config,
     select_models,
     served_by,
     staged_repository,

@@ -18,6 +18,7 @@ from typing import Any
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from tritongen.config import read_config
 from tritongen.errors import TritongenError
 from tritongen.repository import CONFIG, META_DIR, models_in, read_manifest, versions_of
 from tritongen.server.checks import artifact_problems, served_versions
@@ -74,18 +75,6 @@ class StagedRepository:
     @property
     def served(self) -> list[str]:
         return [m.name for m in self.models if m.served_by is not None]
-
-
-def read_config(model_dir: Path) -> model_config_pb2.ModelConfig:
-    """Parse `<model>/config.pbtxt` with Triton's own schema."""
-    path = model_dir / CONFIG
-    try:
-        return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-    except OSError as exc:
-        raise TritongenError(f"cannot read {path}: {exc.strerror}", "check the repository path") from exc
-    except text_format.ParseError as exc:
-        raise TritongenError(f"{path} is not a valid Triton model config: {exc}",
-                             "fix the file or rebuild the model with `tritongen build`") from exc
 
 
 def select_models(repository: Path, wanted: Sequence[str] | None) -> list[str]:
