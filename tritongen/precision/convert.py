@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from tritongen.errors import TritongenError
+from tritongen.export.onnx import EXTERNAL_DATA_THRESHOLD  # one rule for when weights go to a .data file
 
 WORKER_SCRIPT = Path(__file__).resolve().parent / "worker.py"
 SESSIONS_MODULE = Path(__file__).resolve().parent.parent / "runners" / "sessions.py"
 PROBE_TIMEOUT_S = 300
-EXTERNAL_DATA_THRESHOLD = 1_500_000_000
 Feeds = dict[str, np.ndarray]
 
 
