@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.kube.validation import documents, kustomize, validate
-from tritongen.deploy import DEPLOY_FILES
+from tritongen.deploy import DEPLOY_FILES, write_deploy
+from tritongen.deploy.slim import NVIDIA_DOCKERFILE, NVIDIA_REQUIREMENTS
 from tritongen.errors import TritongenError
 from tritongen.kube import KubeOptions, plan_capacity, read_report, write_target
 from tritongen.kube.write import write_plan
+from tritongen.repository import read_model_dir
 
 RECORDED = Path(__file__).parent / "data" / "bench_report_cnn.json"
 TRITON_DEFAULT_HTTP_PORT = 8000  # tritonserver's default --http-port
@@ -214,7 +217,9 @@ def test_gpu_limits_only_for_gpu_models(repositories, tmp_path, case, target):
     if wants_gpu:
         assert resources["limits"]["nvidia.com/gpu"] == 1
         assert any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
-        assert "nvcr.io/nvidia/tritonserver" in container["image"]
+        # multi also holds python-backend models, whose packages NVIDIA's image lacks: the image derived from it
+        assert container["image"] == ("tritongen/multi-triton:24.10" if case == "multi" else
+                                      "nvcr.io/nvidia/tritonserver:24.10-py3")
     else:
         assert "tolerations" not in spec and "tritonserver-slim" in container["image"]
 
@@ -389,3 +394,60 @@ def test_a_plan_for_a_model_not_in_the_repository_is_refused(repositories, tmp_p
     # In a pipeline the plan's model is one step: autoscaling reads that step's series only.
     triggers = of_kind(manifests(out), "ScaledObject")[0]["spec"]["triggers"]
     assert all('model="cnn"' in t["metadata"]["query"] for t in triggers)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["kubernetes", "kserve"])
+def test_built_pipelines_deploy_to_kubernetes_and_kserve(pipeline_builds, tmp_path, target):
+    """The three pipelines `build -f tritongen.toml` writes (ensembles, python steps, networks): every manifest
+    validates, the base renders, and every model of the repository is listed and sized."""
+    assert pipeline_builds.exit_code == 0, pipeline_builds.output
+    out = tmp_path / target
+    write_target(pipeline_builds.repository, target, out, KubeOptions())
+    docs = manifests(out)
+    for doc in docs:
+        validate(doc)
+    kustomize(out)
+    container, spec = triton_container(docs)
+    assert any(v.get("emptyDir", {}).get("medium") == "Memory" for v in spec["volumes"])  # python steps need /dev/shm
+    models = sorted(p.name for p in pipeline_builds.repository.iterdir() if (p / "config.pbtxt").is_file())
+    assert len(models) == 12
+    readme = (out / "README.md").read_text()
+    assert all(f"| {model} |" in readme for model in models)
+    if target == "kubernetes":
+        text = (out / "deployment.yaml").read_text()
+        steps = [m for m in models if m.endswith(("_preprocess", "_postprocess", "_model"))]
+        assert f"x {len(steps)} model instance(s)" in text  # one instance each; the ensembles run none
+    # NVIDIA's image serves the ONNX networks but lacks the steps' packages: the pods run the image derived from it,
+    # the one compose builds, and the folder holds what builds it, with the steps' own pins.
+    compose = tmp_path / "compose"
+    write_deploy(pipeline_builds.repository, compose)
+    compose_image = yaml.safe_load((compose / "docker-compose.yml").read_text())["services"]["triton"]["image"]
+    assert container["image"] == compose_image.split(":-", 1)[1].rstrip("}")
+    assert (out / "image" / NVIDIA_DOCKERFILE).read_text() == (compose / NVIDIA_DOCKERFILE).read_text()
+    pins = (out / "image" / NVIDIA_REQUIREMENTS).read_text().split()
+    steps_pins = {r for m in models if m.endswith(("_preprocess", "_postprocess"))
+                  for r in read_model_dir(pipeline_builds.repository / m).manifest["python_requirements"]}
+    assert steps_pins <= set(pins)
+    # The README's `images:` snippet points the manifests at a pushed copy.
+    name = container["image"].rsplit(":", 1)[0]
+    assert f"  - name: {name}\n    newName: REGISTRY/" in readme
+    kustomization = out / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text() + f"images:\n  - name: {name}\n    newName: registry.example.com/x\n")
+    pushed, _ = triton_container(kustomize(out))
+    assert pushed["image"] == "registry.example.com/x:" + container["image"].rsplit(":", 1)[1]
+
+
+@pytest.mark.parametrize("target", ["kubernetes", "kserve"])
+def test_the_slim_images_build_files_are_beside_the_manifests(repositories, tmp_path, target):
+    """No registry has the slim image: the folder holds what builds it (the compose folder's files), and the README
+    says how to build, push and point the manifests at it; NVIDIA's image as it is needs nothing built."""
+    out = write(repositories, tmp_path, "cpu-pvc", target)
+    compose = tmp_path / "compose"
+    write_deploy(repositories["cpu"], compose)
+    for name in ("Dockerfile", "requirements.txt", "requirements-server.txt"):
+        assert (out / "image" / name).read_text() == (compose / name).read_text()
+    readme = (out / "README.md").read_text()
+    assert "tritongen image build --deploy image --tag REGISTRY/" in readme and "newName: REGISTRY/" in readme
+    gpu = write(repositories, tmp_path / "gpu", "gpu", target)
+    assert not (gpu / "image").exists() and "newName:" not in (gpu / "README.md").read_text()

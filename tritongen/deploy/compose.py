@@ -21,8 +21,8 @@ from tritongen.deploy.command import (
 from tritongen.deploy.monitoring import FILES as MONITORING_FILES
 from tritongen.deploy.monitoring import FOLDER as MONITORING
 from tritongen.deploy.monitoring import GRAFANA_IMAGE, GRAFANA_PORT, PROMETHEUS_IMAGE, PROMETHEUS_PORT, monitoring_files
-from tritongen.deploy.needs import NVIDIA_RELEASE, choose_image, needs_of_repository
-from tritongen.deploy.slim import NVIDIA_DOCKERFILE, RUN_AS, image_context, image_files, nvidia_files
+from tritongen.deploy.needs import choose_image, needs_of_repository
+from tritongen.deploy.slim import NVIDIA_DOCKERFILE, RUN_AS, build_files, derived_image, image_context, image_files, slug
 from tritongen.errors import TritongenError
 from tritongen.repository import write_text_atomic
 
@@ -84,13 +84,13 @@ def write_deploy(
         rollouts = rollouts_enabled(deploy_dir)
     control = ControlOptions(rollouts=rollouts, key=f"${{{ADMIN_KEY_VARIABLE}:?set {ADMIN_KEY_VARIABLE} in .env}}")
     cache = f"${{TRITON_CACHE_SIZE:-{CACHE_SIZE_BYTES}}}" if needs.cache else False
-    derived = choice.kind == "nvidia" and bool(needs.python_models)
+    derived = derived_image(needs, choice, repository)
     context = {
         **image_context(needs),
         "repository": str(repository),
         "repository_mount": _mount_source(repository, deploy_dir),
         "image": choice,
-        "derived_image": f"tritongen/{project}-triton:{NVIDIA_RELEASE}" if derived else None,
+        "derived_image": derived,
         "nvidia_dockerfile": NVIDIA_DOCKERFILE,
         "needs": needs,
         "gpu": needs.gpu,
@@ -123,8 +123,8 @@ def write_deploy(
     rendered = {
         "docker-compose.yml": render_template("docker-compose.yml.j2", context),
         ".env": render_template("deploy_env.j2", context),
-        **image_files(needs),
-        **(nvidia_files(needs) if derived else {}),
+        **image_files(needs),  # always: `--image slim` is a rebuild away
+        **build_files(needs, choice, repository),
         **{f"{MONITORING}/{path}": text for path, text in monitoring_files(needs, repository).items()},
         "README.md": render_template("deploy_README.md.j2", context),
     }
@@ -207,8 +207,5 @@ def _mount_source(repository: Path, deploy_dir: Path) -> str:
 
 def _project_name(deploy_dir: Path) -> str:
     # Without a name every deployment is project "deploy" (the folder's name), and `up` in one project folder
-    # would replace the container started from another. Compose project names are lowercase letters, digits,
-    # '-' and '_', starting with a letter or digit.
-    base = deploy_dir.parent.name or "model"
-    slug = re.sub(r"[^a-z0-9_-]+", "-", base.lower()).strip("-_") or "model"
-    return f"tritongen-{slug}"
+    # would replace the container started from another.
+    return f"tritongen-{slug(deploy_dir.parent.name)}"

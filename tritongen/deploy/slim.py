@@ -4,9 +4,20 @@ python format needs (onnxruntime, numpy) and every served version's `python_requ
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from tritongen import __version__
 from tritongen.deploy.command import CONTAINER_REPOSITORY, EXIT_TIMEOUT_S, metrics_args
-from tritongen.deploy.needs import NVIDIA_IMAGE, NVIDIA_RELEASE, SLIM_BACKENDS, SLIM_IMAGE, TRITON_VERSION, RepositoryNeeds
+from tritongen.deploy.needs import (
+    NVIDIA_IMAGE,
+    NVIDIA_RELEASE,
+    SLIM_BACKENDS,
+    SLIM_IMAGE,
+    TRITON_VERSION,
+    ImageChoice,
+    RepositoryNeeds,
+)
 from tritongen.errors import TritongenError
 from tritongen.pins import pinned
 
@@ -110,6 +121,30 @@ def image_files(needs: RepositoryNeeds | None = None) -> dict[str, str]:
         "requirements.txt": render("deploy_requirements.txt.j2", context),
         "requirements-server.txt": render("deploy_requirements-server.txt.j2", context),
     }
+
+
+def derived_image(needs: RepositoryNeeds, choice: ImageChoice, repository: Path) -> str | None:
+    """The image a deployment runs in place of NVIDIA's when python-backend models import packages NVIDIA's image
+    lacks (onnxruntime, tokenizers, Pillow): `tritongen/<project>-triton:<release>` (the project: the folder holding
+    the repository), built from Dockerfile.nvidia. None where the chosen image serves as it is. The one rule, and the
+    one name, for compose, Kubernetes and KServe."""
+    if choice.kind == "nvidia" and needs.python_models:
+        return f"tritongen/{slug(Path(repository).resolve().parent.name)}-triton:{NVIDIA_RELEASE}"
+    return None
+
+
+def slug(name: str) -> str:
+    """A name for images and Compose projects: lowercase letters, digits, '-' and '_', starting with a letter or
+    digit ("model" when nothing is left)."""
+    return re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-_") or "model"
+
+
+def build_files(needs: RepositoryNeeds, choice: ImageChoice, repository: Path) -> dict[str, str]:
+    """The files that build the image a deployment runs, by file name: the slim image's (Dockerfile and pins), or the
+    derived NVIDIA Dockerfile and its pins where `derived_image` says one is run; none for an image used as it is."""
+    if derived_image(needs, choice, repository):
+        return nvidia_files(needs)
+    return image_files(needs) if choice.kind == "slim" else {}
 
 
 def nvidia_files(needs: RepositoryNeeds) -> dict[str, str]:

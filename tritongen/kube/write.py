@@ -18,12 +18,15 @@ from typing import Any
 from tritongen import __version__
 from tritongen.deploy import (
     CONTAINER_REPOSITORY,
+    NVIDIA_IMAGE,
+    TRITON_VERSION,
     ImageChoice,
     choose_image,
     default_deploy_dir,
     needs_of_repository,
     render_template,
 )
+from tritongen.deploy.slim import NVIDIA_DOCKERFILE, build_files, derived_image
 from tritongen.errors import TritongenError
 from tritongen.kube import metrics, pod
 from tritongen.kube.plan import CapacityPlan
@@ -39,6 +42,7 @@ DEFAULT_PROMETHEUS_URL = "http://prometheus-operated.monitoring.svc:9090"
 DEFAULT_QUEUE_TARGET_US = 20_000
 DEFAULT_MAX_REPLICAS = 4
 
+IMAGE_DIR = "image"  # the image's build files, beside the manifests
 KUBERNETES_FILES = ("kustomization.yaml", "deployment.yaml", "service.yaml", "pdb.yaml", "hpa.yaml",
                     "prometheus-adapter-values.yaml", "components/keda/kustomization.yaml",
                     "components/keda/scaledobject.yaml", "components/pod-monitor/kustomization.yaml",
@@ -186,6 +190,12 @@ def _context(repository: Path, options: KubeOptions, plan: CapacityPlan | None, 
         check_name(options.namespace, "--namespace")
     source = parse_source(options.models_from, name, options.credentials_secret)
     image = choose_image(needs, options.image)
+    derived = derived_image(needs, image, repository)
+    build = build_files(needs, image, repository)
+    if derived:
+        steps = ", ".join(needs.python_models)
+        image = replace(image, ref=derived, reason=f"{image.reason}; with the packages of the python-backend models "
+                                                   f"({steps}), built from {IMAGE_DIR}/{NVIDIA_DOCKERFILE}")
     triton = pod.triton_pod(repository, needs, image, source, kserve=kserve, shm_size=options.shm_size,
                             cpu=options.cpu, memory=options.memory, plan=plan)
     if plan is not None and plan.model not in {m.name for m in needs.models}:
@@ -207,18 +217,27 @@ def _context(repository: Path, options: KubeOptions, plan: CapacityPlan | None, 
         "queue_metric": metrics.QUEUE_DURATION, "success_metric": metrics.REQUEST_SUCCESS,
         "rate_window": metrics.RATE_WINDOW, "scrape_interval": metrics.SCRAPE_INTERVAL,
         "runtime_name": f"{name}-triton", "service_account": f"{name}-storage",
+        "image_dir": IMAGE_DIR, "image_files": build, "derived_image": derived, "nvidia_dockerfile": NVIDIA_DOCKERFILE,
+        "nvidia_image": NVIDIA_IMAGE, "triton_version": TRITON_VERSION,
     }
 
 
 def _render_kubernetes(context: dict[str, Any]) -> dict[str, str]:
-    return {path: render_template(f"kubernetes/{path}.j2", context) for path in KUBERNETES_FILES}
+    return {**{path: render_template(f"kubernetes/{path}.j2", context) for path in KUBERNETES_FILES},
+            **_image_build_files(context)}
 
 
 def _render_kserve(context: dict[str, Any]) -> dict[str, str]:
     files = ["kustomization.yaml", "servingruntime.yaml", "inferenceservice.yaml", "README.md"]
     if context["source"].secret:
         files.append("serviceaccount.yaml")
-    return {path: render_template(f"kserve/{path}.j2", context) for path in files}
+    return {**{path: render_template(f"kserve/{path}.j2", context) for path in files}, **_image_build_files(context)}
+
+
+def _image_build_files(context: dict[str, Any]) -> dict[str, str]:
+    """The files that build the image the pods run (none for NVIDIA's or a user's image as it is): no registry has
+    the slim image or the one derived from NVIDIA's, so the README says how to build and push it."""
+    return {f"{IMAGE_DIR}/{name}": text for name, text in context["image_files"].items()}
 
 
 def _record(folder: Path) -> dict[str, Any]:
