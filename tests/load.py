@@ -150,25 +150,3 @@ def switch_point(answers: Sequence[Answer], is_new: Callable[[np.ndarray], bool]
     old = [a.sent for a in answers if a.ok and not is_new(a.output)]
     new = [a.answered for a in answers if a.ok and is_new(a.output)]
     return (max(old) if old else float("-inf")), (min(new) if new else float("inf"))
-
-
-def free_port_block(count: int = 3) -> int:
-    """The first of `count` consecutive free ports (HTTP, gRPC, metrics: a URL names HTTP, gRPC is the next)."""
-    import random
-    import socket
-
-    for _ in range(200):
-        first = random.randint(20000, 60000)
-        sockets = []
-        try:
-            for port in range(first, first + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise AssertionError(f"no {count} consecutive free ports")

@@ -6,9 +6,13 @@ several test modules share them without module-level state.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -221,3 +225,23 @@ def processes_of_run(owner: int) -> list[int]:
 
 def shared_memory_of_run(owner: int) -> list[Path]:
     return list(Path("/dev/shm").glob(f"tritongen_{owner}_*"))
+
+
+def start_serve(repository: Path, *args: str, sigint_ignored: bool = False) -> tuple[subprocess.Popen, dict]:
+    """`tritongen serve REPOSITORY ARGS --json` in a subprocess, once it printed its one JSON object (the server is
+    ready): (the process, that object). The caller stops it (SIGINT) and kills it if it is still running."""
+    process = subprocess.Popen([sys.executable, "-m", "tritongen", "serve", str(repository), *args, "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored
+                               else None)
+    lines = []
+    for line in process.stdout:  # type: ignore[union-attr]
+        lines.append(line)
+        if line.rstrip() == "}":
+            break
+    try:
+        return process, json.loads("".join(lines))
+    except ValueError:
+        process.kill()
+        process.wait()
+        raise AssertionError(f"serve printed no JSON object: {''.join(lines)}{process.stderr.read()}") from None

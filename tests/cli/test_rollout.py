@@ -3,32 +3,22 @@ environment, JSON reports, exit codes, one-line errors."""
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
-import sys
 
 import pytest
 
-from tests.load import free_port_block
 from tests.rollout.versions import MODEL, with_broken_version
+from tests.servers import consecutive_free_ports, start_serve
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 
 def test_serve_with_rollouts_then_rollout_and_rollback_commands(two_versions, tmp_path, cli, monkeypatch):
     repository = with_broken_version(two_versions, tmp_path / "model_repository", version=2)
-    port = free_port_block()
-    process = subprocess.Popen([sys.executable, "-m", "tritongen", "serve", str(repository), "--rollouts",
-                                "--http-port", str(port), "--grpc-port", str(port + 1), "--metrics-port",
-                                str(port + 2), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    port = consecutive_free_ports()[0]
+    process, info = start_serve(repository, "--rollouts", "--http-port", str(port), "--grpc-port", str(port + 1),
+                                "--metrics-port", str(port + 2))
     try:
-        lines = []
-        for line in process.stdout:  # one JSON object, printed once the server is ready
-            lines.append(line)
-            if line.rstrip() == "}":
-                break
-        info = json.loads("".join(lines))
         assert info["rollouts"] and len(info["admin_key"]) > 16  # a new key, printed: none was given
         url = f"localhost:{port}"
         monkeypatch.setenv("TRITON_ADMIN_KEY", info["admin_key"])

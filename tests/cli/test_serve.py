@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.servers import built_repository, children, copy_repository, wait_until_gone
+from tests.servers import built_repository, children, copy_repository, start_serve, wait_until_gone
 
 pytestmark = pytest.mark.server
 
@@ -20,15 +17,8 @@ def test_serve_prints_urls_serves_onnx_through_the_runner_and_stops_on_ctrl_c(
         tmp_path_factory: pytest.TempPathFactory) -> None:
     repository = copy_repository(built_repository(tmp_path_factory, "two"), tmp_path_factory.mktemp("serve") / "repo",
                                  ("two",))
-    process = subprocess.Popen([sys.executable, "-m", "tritongen", "serve", str(repository), "--json"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process, info = start_serve(repository)
     try:
-        lines = []
-        for line in process.stdout:  # one JSON object, printed once the server is ready
-            lines.append(line)
-            if line.rstrip() == "}":
-                break
-        info = json.loads("".join(lines))
         assert info["models"] == [{"name": "two", "served_by": "python-runner (onnxruntime backend not in this server)",
                                    "skipped_reason": None}]
         with urllib.request.urlopen(f"http://{info['http_url']}/v2/models/two/ready", timeout=5) as response:
@@ -41,20 +31,6 @@ def test_serve_prints_urls_serves_onnx_through_the_runner_and_stops_on_ctrl_c(
         if process.poll() is None:
             process.kill()
             process.wait()
-
-
-def start_serve(repository: Path, *, sigint_ignored: bool = False) -> tuple[subprocess.Popen, dict]:
-    """`tritongen serve --json` in a subprocess, once it printed its URLs (the server is ready)."""
-    process = subprocess.Popen([sys.executable, "-m", "tritongen", "serve", str(repository), "--json"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored
-                               else None)
-    lines = []
-    for line in process.stdout:
-        lines.append(line)
-        if line.rstrip() == "}":
-            break
-    return process, json.loads("".join(lines))
 
 
 @pytest.mark.parametrize("how", ["started with SIGINT ignored", "Ctrl-C right after the URLs"])

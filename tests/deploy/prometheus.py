@@ -36,8 +36,9 @@ def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @contextlib.contextmanager
-def running(config: Path, port: int) -> Iterator[str]:
-    """Prometheus on `config` at 127.0.0.1:`port` until the block ends; yields its address."""
+def running(config: Path, port: int, targets: int = 1) -> Iterator[str]:
+    """Prometheus on `config` at 127.0.0.1:`port` until the block ends, once it has scraped `targets` targets;
+    yields its address."""
     folder = config.parent
     address = f"127.0.0.1:{port}"
     log = (folder / "prometheus.log").open("w")
@@ -48,12 +49,12 @@ def running(config: Path, port: int) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if query(address, "up == 1"):
+                if len(query(address, "up == 1")) >= targets:
                     break
             except OSError:
                 pass
             assert process.poll() is None, f"prometheus exited: {(folder / 'prometheus.log').read_text()[-2000:]}"
-            assert time.monotonic() < deadline, "prometheus did not scrape its target within 60 s"
+            assert time.monotonic() < deadline, f"prometheus did not scrape {targets} target(s) within 60 s"
             time.sleep(0.3)
         yield address
     finally:

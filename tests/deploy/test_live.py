@@ -22,8 +22,9 @@ import pytest
 import yaml
 
 from tests.deploy import prometheus
-from tests.load import free_port_block, run_for
+from tests.load import run_for
 from tests.rollout.versions import MODEL, OUTPUT
+from tests.servers import consecutive_free_ports
 from tritongen.deploy import metrics, write_deploy
 from tritongen.deploy.dashboard import DASHBOARD_FILE, panels
 
@@ -57,7 +58,7 @@ def live(two_versions: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         folder = root / "prometheus"
         folder.mkdir()
         (folder / "prometheus.yml").write_text(yaml.safe_dump(scrape))
-        with prometheus.running(folder / "prometheus.yml", free_port_block(1)) as address:
+        with prometheus.running(folder / "prometheus.yml", consecutive_free_ports(1)[0]) as address:
             yield served, address, monitoring
 
 

@@ -25,8 +25,9 @@ import yaml
 
 from tests.conftest import REPO_ROOT
 from tests.deploy import prometheus
-from tests.load import ContinuousLoad, free_port_block, switch_point
+from tests.load import ContinuousLoad, switch_point
 from tests.rollout.versions import FEEDS, MODEL, OUTPUT, is_version
+from tests.servers import consecutive_free_ports
 from tritongen.deploy import write_deploy
 from tritongen.deploy.command import EXIT_TIMEOUT_S
 
@@ -105,7 +106,7 @@ def test_readme_commands_run_and_rollouts_under_load_drop_no_request(two_version
     project = tmp_path / "project"
     repository = project / "model_repository"
     shutil.copytree(two_versions, repository, ignore=shutil.ignore_patterns(".tritongen-*"))
-    port = free_port_block(5)  # HTTP, gRPC, metrics, Prometheus, Grafana
+    port = consecutive_free_ports(5)[0]  # HTTP, gRPC, metrics, Prometheus, Grafana
     name = f"tritongen-test-{uuid.uuid4().hex[:8]}"
     write_deploy(repository, rollouts=True, http_port=port, grpc_port=port + 1, metrics_port=port + 2, project_name=name,
                  prometheus_port=port + 3, grafana_port=port + 4)

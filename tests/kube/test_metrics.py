@@ -8,11 +8,7 @@ Deployment and one like a pod of KServe's predictor, so each query must pick its
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import signal
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -24,13 +20,13 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.deploy.prometheus import promtool, query, running
 from tritongen.kube import KubeOptions, metrics, write_target
 from tritongen.server.local import free_ports
 
 NAMESPACE = "tritongen-test"
 POD = "triton-cnn-5d9c7b8f6d-x2kqz"  # as the Deployment names its pods: <name>-<template hash>-<5 characters>
 KSERVE_POD = "triton-cnn-predictor-7b4f9c8d5-q8wzt"
-REQUIRE_ENV = "TRITONGEN_REQUIRE_PROMETHEUS"
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -84,12 +80,6 @@ def test_autoscaling_metrics_are_counters_a_real_triton_exports(served):
 
 @pytest.fixture(scope="module")
 def prometheus(served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        reason = "no prometheus binary (apt-get install prometheus; scripts/test.sh does it where it runs as root)"
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{reason}; {REQUIRE_ENV}=1", pytrace=False)
-        pytest.skip(reason)
     # Before the first scrape: counters start well above what a test's traffic adds, so that rate() extrapolates
     # both counters of a ratio alike (Prometheus shortens the extrapolation of a counter that starts near zero), and
     # every sample Prometheus takes before a test's traffic holds the values of an idle server.
@@ -100,45 +90,11 @@ def prometheus(served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
         {"job_name": job, "static_configs": [{"targets": [target], "labels": {"namespace": NAMESPACE, "pod": pod}}]}
         for job, pod in (("deployment", POD), ("kserve", KSERVE_POD))]}
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
-    check = subprocess.run([shutil.which("promtool") or "promtool", "check", "config", str(folder / "prometheus.yml")],
-                           capture_output=True, text=True)
+    check = promtool("check", "config", str(folder / "prometheus.yml"), cwd=folder)
     assert check.returncode == 0, check.stdout + check.stderr
     (port,) = free_ports(1)
-    address = f"127.0.0.1:{port}"
-    log = (folder / "prometheus.log").open("w")
-    process = subprocess.Popen([binary, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
-                                f"--web.listen-address={address}"], stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if len(query(address, "up == 1")) == 2:
-                    break
-            except OSError:
-                pass
-            assert process.poll() is None, f"prometheus exited: {(folder / 'prometheus.log').read_text()[-2000:]}"
-            assert time.monotonic() < deadline, "prometheus did not scrape Triton within 60 s"
-            time.sleep(0.5)
+    with running(folder / "prometheus.yml", port, targets=2) as address:
         yield address
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
-
-
-def query(address: str, promql: str) -> list[dict]:
-    url = f"http://{address}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-    with urllib.request.urlopen(url, timeout=10) as response:
-        import json
-
-        body = json.loads(response.read())
-    assert body["status"] == "success", body
-    return body["data"]["result"]
 
 
 def adapter_query(rule: dict, hpa: dict, namespace: str, pods: list[str]) -> str:

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from tests.conftest import PipelineBuilds
+from tests.servers import start_serve
 from tritongen.pipeline.parity import raw_array
 from tritongen.pipeline.samples import image_samples, text_samples
 
@@ -157,23 +158,14 @@ def test_the_client_build_prints_runs_for_text_and_for_image_files(pipeline_buil
 
 def test_the_readme_client_example_runs_against_tritongen_serve(pipeline_builds: PipelineBuilds, tmp_path: Path):
     """As a user runs it: `tritongen serve --model sentiment` (the ensemble brings its steps), then the README's code."""
-    import json
     import signal
 
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Pipelines"):]
     code = section[section.index("```python\n") + len("```python\n"):]
     code = code[:code.index("```")]
-    process = subprocess.Popen([sys.executable, "-m", "tritongen", "serve", str(pipeline_builds.repository),
-                                "--model", "sentiment", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    process, info = start_serve(pipeline_builds.repository, "--model", "sentiment")
     try:
-        lines = []
-        for line in process.stdout:  # one JSON object, printed once the server is ready
-            lines.append(line)
-            if line.rstrip() == "}":
-                break
-        info = json.loads("".join(lines))
         assert sorted(m["name"] for m in info["models"]) == ["sentiment", "sentiment_model", "sentiment_postprocess",
                                                               "sentiment_preprocess"]
         script = tmp_path / "client.py"
