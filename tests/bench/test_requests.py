@@ -39,3 +39,16 @@ def test_http_request_is_a_json_header_then_binary_tensors() -> None:
     assert [o["name"] for o in header["outputs"]] == ["y", "z"] and header["outputs"][0]["parameters"]["binary_data"]
     rest = request.body[head_length:]
     assert rest == WORKLOAD.inputs["x"].tobytes() + WORKLOAD.inputs["ids"].tobytes()
+
+
+def test_strings_go_length_prefixed_as_tritonclient_sends_them() -> None:
+    from tritonclient.grpc import service_pb2
+
+    from tritongen.bench.workload import Workload
+
+    texts = Workload("p", {"text": np.array([[b"hi"], ["h\u00e9"]], dtype=object)}, ("label",), 2, {})
+    expected = struct.pack("<I", 2) + b"hi" + struct.pack("<I", 3) + "h\u00e9".encode()
+    message = service_pb2.ModelInferRequest.FromString(grpc_request("h:1", "p", texts).body[5:])
+    assert message.inputs[0].datatype == "BYTES" and message.raw_input_contents[0] == expected
+    body = http_request("h:1", "p", texts).body
+    assert body.endswith(expected) and f'"binary_data_size":{len(expected)}'.encode() in body

@@ -52,7 +52,7 @@ def _raw(array: np.ndarray) -> bytes:
     if array.dtype == np.object_:  # BYTES tensors: each element length-prefixed, as tritonclient serializes them
         from tritonclient.utils import serialize_byte_tensor
 
-        return serialize_byte_tensor(array).tobytes()
+        return serialize_byte_tensor(array).item()  # a 0-d object array holding the bytes (not a buffer of them)
     return np.ascontiguousarray(array).tobytes()
 
 
