@@ -11,7 +11,13 @@ import pytest
 
 from tritongen.config import read_config
 from tritongen.errors import TritongenError
-from tritongen.server.stage import PYTHON_RUNNER, select_models, stage_repository, staged_repository
+from tritongen.server.stage import (
+    PYTHON_RUNNER,
+    select_models,
+    stage_repository,
+    staged_repository,
+    verify_model,
+)
 
 ONNX_CONFIG = """name: "clf"
 platform: "onnxruntime_onnx"
@@ -36,7 +42,8 @@ def write_model(repository: Path, name: str, config: str, files: dict[str, bytes
         (version_dir / filename).write_bytes(data)
     artifacts = {k: hashlib.sha256(v).hexdigest() for k, v in files.items() if not k.startswith("tritongen/")}
     (version_dir / "tritongen").mkdir(exist_ok=True)
-    (version_dir / "tritongen" / "manifest.json").write_text(json.dumps({"artifacts": artifacts}))
+    manifest = {"artifacts": artifacts, **({"format": "ensemble"} if 'platform: "ensemble"' in config else {})}
+    (version_dir / "tritongen" / "manifest.json").write_text(json.dumps(manifest))
     return version_dir
 
 
@@ -156,6 +163,10 @@ def test_an_ensemble_asked_for_brings_the_models_its_steps_run(repository: Path,
     assert select_models(repository, ["pipe"]) == ["pipe", "py"]
     staged = stage_repository(repository, tmp_path / "staged", backends={"python"}, models=["pipe"])
     assert staged.served == ["pipe", "py"] and staged.model("pipe").served_by == "ensemble backend"
+    assert verify_model(repository / "pipe", read_config(repository / "pipe")) == []  # no files, and none expected
+    (repository / "pipe" / "1" / "model.py").write_text("import os")
+    assert verify_model(repository / "pipe", read_config(repository / "pipe")) == \
+        [f"{repository / 'pipe' / '1' / 'model.py'} was not written by the build"]
     write_model(repository, "broken", ENSEMBLE_CONFIG.replace('"py"', '"gone"').replace('"pipe"', '"broken"'), {})
     with pytest.raises(TritongenError, match="the ensemble 'broken' runs model 'gone', which is not in"):
         select_models(repository, ["broken"])

@@ -144,7 +144,7 @@ def stage_repository(repository: Path, dest: Path, *, backends: Iterable[str] | 
             staged.append(StagedModel(name, None, f"needs the {backend} backend, which this server does not have "
                                                   f"(it has: {have}); serve it with --server docker or a full Triton"))
             continue
-        problems = verify_model(source, config, every_version) if backend != "ensemble" else []
+        problems = verify_model(source, config, every_version)
         if problems:
             staged.append(StagedModel(name, None, problems=tuple(problems)))
         elif runner:
