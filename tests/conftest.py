@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -189,3 +190,18 @@ def two_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.rollout.versions import build_versions
 
     return build_versions(tmp_path_factory.mktemp("rollout"))
+
+
+@pytest.fixture(scope="session")
+def h2load() -> Any:
+    """The native load generator (apt: nghttp2-client). Where it is missing its tests skip, unless CI requires it
+    (TRITONGEN_REQUIRE_NATIVE_LOAD=1, set by .ci/run): then they fail."""
+    from tritongen.bench.h2load import find_h2load
+
+    found = find_h2load()
+    if found is None:
+        message = "h2load is not installed (apt-get install nghttp2-client)"
+        if os.environ.get("TRITONGEN_REQUIRE_NATIVE_LOAD") == "1":
+            pytest.fail(message + ", and TRITONGEN_REQUIRE_NATIVE_LOAD=1")
+        pytest.skip(message)
+    return found

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,21 +22,6 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def configs(tmp_path: Path) -> Path:
     """The same models' configs without any export: for checks that fail before a server starts."""
     return configs_only_repository(tmp_path / "configs")
-
-
-@pytest.fixture(scope="session")
-def h2load() -> Any:
-    """The native load generator (apt: nghttp2-client). Where it is missing its tests skip, unless CI requires it
-    (TRITONGEN_REQUIRE_NATIVE_LOAD=1, set by .ci/run): then they fail."""
-    from tritongen.bench.h2load import find_h2load
-
-    found = find_h2load()
-    if found is None:
-        message = "h2load is not installed (apt-get install nghttp2-client)"
-        if os.environ.get("TRITONGEN_REQUIRE_NATIVE_LOAD") == "1":
-            pytest.fail(message + ", and TRITONGEN_REQUIRE_NATIVE_LOAD=1")
-        pytest.skip(message)
-    return found
 
 
 FLAKY_MODEL_PY = """import numpy as np

@@ -48,3 +48,23 @@ def test_machine_cpu_share_from_proc_stat() -> None:
     assert a is not None and 0 <= a[0] <= a[1]
     assert busy_fraction((100, 400), (250, 600)) == pytest.approx(0.75)
     assert busy_fraction(None, a) is None and busy_fraction(a, a) is None
+
+
+def test_a_pipeline_window_waits_for_every_step_and_splits_its_time_per_step() -> None:
+    from tritongen.bench.stats import all_recorded, statistics_name, step_stats
+
+    def pipeline(n: int, steps_n: int) -> dict:
+        stats = snapshot(n, n, 0, 0, {})["model_stats"]
+        for step, factor in (("pre", 1), ("net", 2)):
+            stats.append({**snapshot(steps_n, steps_n, factor * 1_000_000 * steps_n, 2_000_000 * steps_n,
+                                     {1: steps_n})["model_stats"][0], "name": step})
+        return {"model_stats": stats}
+
+    assert statistics_name("m", ("pre", "net")) == "" and statistics_name("m", ()) == "m"
+    before, lagging, after = pipeline(0, 0), pipeline(10, 9), pipeline(10, 10)
+    assert not all_recorded(before, lagging, ("m", "pre", "net"), 10)  # a step has not counted its last request yet
+    assert all_recorded(before, after, ("m", "pre", "net"), 10)
+    split = step_stats(before, after, ("pre", "net", "gone"))
+    assert list(split) == ["pre", "net"]  # a step without statistics is left out, not shown as zero
+    assert split["pre"].queue_ms == pytest.approx(1.0) and split["net"].queue_ms == pytest.approx(2.0)
+    assert split["net"].requests == 10

@@ -64,3 +64,43 @@ def test_the_manifest_spec_wins_with_the_served_max_batch(configs: Path) -> None
     spec = model_spec(configs / "fcn", config)
     assert spec.inputs == recorded.inputs and spec.lengths("H") == (12, 16)
     assert spec.max_batch_size == 8  # as served, not as built
+
+
+PIPELINE_CONFIG = """
+name: "p"
+platform: "ensemble"
+max_batch_size: 4
+input { name: "text" data_type: TYPE_STRING dims: [ 1 ] }
+output { name: "label" data_type: TYPE_STRING dims: [ 1 ] }
+ensemble_scheduling {
+  step { model_name: "p_pre" model_version: -1 input_map { key: "text" value: "text" }
+         output_map { key: "ids" value: "ids" } }
+  step { model_name: "p_net" model_version: -1 input_map { key: "ids" value: "ids" }
+         output_map { key: "logits" value: "logits" } }
+  step { model_name: "p_post" model_version: -1 input_map { key: "logits" value: "logits" }
+         output_map { key: "label" value: "label" } }
+}
+"""
+
+
+def test_a_pipeline_is_sent_its_saved_raw_inputs_of_median_size(tmp_path: Path) -> None:
+    from tritongen.bench.workload import pipeline_workload
+    from tritongen.repository import save_reference
+
+    texts = ["a", "a much longer sentence than the rest of them", "mid sized", "medium text", "", "longer text here"]
+    save_reference(tmp_path / "1", {"text": np.array([[t] for t in texts], dtype=object)},
+                   {"label": np.array([[b"x"]] * len(texts), dtype=object)})
+    config = parse_config(PIPELINE_CONFIG)
+
+    one = pipeline_workload("p", tmp_path, config, 1)
+    assert one.steps == ("p_pre", "p_net", "p_post") and one.outputs == ("label",) and one.lengths == {}
+    assert one.inputs["text"].tolist() == [[b"medium text"]]  # sizes 0 1 9 11 16 44: the median, not "" or the longest
+    three = pipeline_workload("p", tmp_path, config, 3)
+    assert sorted(len(t[0]) for t in three.inputs["text"]) == [9, 11, 16]
+
+    save_reference(tmp_path / "2", {"text": np.array([["only one"]], dtype=object)}, {})
+    assert pipeline_workload("p", tmp_path, config, 4).inputs["text"].tolist() == [[b"only one"]] * 4  # repeated
+    with pytest.raises(TritongenError, match=r"--batch-size 5 is outside 1..4 for pipeline 'p'"):
+        pipeline_workload("p", tmp_path, config, 5)
+    with pytest.raises(TritongenError, match="no saved raw inputs"):
+        pipeline_workload("p", tmp_path / "nothing", config, 1)

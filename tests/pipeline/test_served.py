@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from tests.conftest import PipelineBuilds
-from tests.servers import start_serve
+from tests.servers import consecutive_free_ports, start_serve
 from tritongen.pipeline.parity import raw_array
 from tritongen.pipeline.samples import image_samples, text_samples
 
@@ -29,7 +29,8 @@ def served(pipeline_builds: PipelineBuilds) -> Iterator:
     from tritongen.server import serve
 
     assert pipeline_builds.exit_code == 0, pipeline_builds.output
-    with serve(pipeline_builds.repository, "embedded") as running:
+    # Consecutive ports: `--url` names the HTTP port, and a server we did not start has gRPC on the next one.
+    with serve(pipeline_builds.repository, "embedded", ports=consecutive_free_ports()) as running:
         yield running
 
 
@@ -181,3 +182,30 @@ def test_the_readme_client_example_runs_against_tritongen_serve(pipeline_builds:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_bench_splits_a_pipeline_request_into_its_steps(served, pipeline_builds: PipelineBuilds, cli, h2load,
+                                                        tmp_path: Path, protocol: str) -> None:
+    result = cli("bench", "sentiment", "--repository", pipeline_builds.repository, "--url", served.handle.http_url,
+                 "--protocol", protocol, "--concurrency", "1,4", "--duration", "0.5", "--warmup", "0",
+                 "--batch-size", "2", "--generator", "h2load", "--no-ceiling", "--no-generator-check",
+                 "--report", tmp_path / "report", "--json")
+    report = result.json()
+    assert result.exit_code == 0 and report["served_by"] == "ensemble backend", result.stdout
+    steps = ["sentiment_preprocess", "sentiment_model", "sentiment_postprocess"]
+    for point in report["points"]:
+        assert point["generator"] == "h2load" and point["errors"] == 0  # raw strings serialized as Triton reads them
+        assert point["server"]["requests"] == point["requests"]
+        assert list(point["steps"]) == steps
+        for step in point["steps"].values():  # every pipeline request ran once through every step, 2 texts each
+            assert step["inferences"] == 2 * point["requests"] and step["executions"] <= step["requests"]
+            assert 0 < step["compute_ms"] <= step["server_ms"] < point["latency"]["max"]
+        # The ensemble's time in the server holds its steps' (on one machine the sum can exceed it only by the
+        # steps' own bookkeeping, never by a whole step).
+        assert sum(s["server_ms"] for s in point["steps"].values()) < 1.5 * point["server"]["server_ms"]
+    assert report["ceiling"] is None and any("no ceiling" in n or "a pipeline" in n for n in report["notes"])
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "Where a pipeline request's time goes" in markdown and "| 4 | sentiment_model |" in markdown
+    assert "--length does not apply" in cli("bench", "sentiment", "--repository", pipeline_builds.repository,
+                                            "--length", "seq=8").stderr

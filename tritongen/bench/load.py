@@ -44,6 +44,8 @@ def measure_point(url: str, workload: Workload, concurrency: int, settings: Load
     A window in which h2load saw a failed request is measured again by the Python generator, which tells each
     request's outcome and error apart (h2load cannot read a gRPC status).
     """
+    if model is not None and model != workload.model:  # another model (the no-op twin) has no pipeline steps
+        workload = replace(workload, model=model, steps=())
     native = native_generator(settings)
     if native is not None:
         point = measure_with_h2load(native, url, workload, concurrency, settings, model)

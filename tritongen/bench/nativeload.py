@@ -26,7 +26,15 @@ from tritongen.bench import h2load as tool
 from tritongen.bench.report import LatencyStats, LoadPoint
 from tritongen.bench.requests import WireRequest, probe, wire_request
 from tritongen.bench.settings import REQUEST_TIMEOUT_S, LoadSettings
-from tritongen.bench.stats import busy_fraction, cpu_times, recorded_requests, server_stats, stat_totals
+from tritongen.bench.stats import (
+    all_recorded,
+    busy_fraction,
+    cpu_times,
+    server_stats,
+    stat_totals,
+    statistics_name,
+    step_stats,
+)
 from tritongen.bench.workload import Workload
 from tritongen.errors import TritongenError
 
@@ -52,15 +60,15 @@ class Statistics:
         except Exception:  # a server without the statistics extension: the point simply has no server stats
             return None
 
-    def recorded(self, model: str, since: Mapping[str, Any] | None, sent: int, wait_s: float = 2.0
-                 ) -> dict[str, Any] | None:
+    def recorded(self, model: str, since: Mapping[str, Any] | None, sent: int, steps: tuple[str, ...] = (),
+                 wait_s: float = 2.0) -> dict[str, Any] | None:
         """A snapshot once the server has recorded `sent` requests since `since` (Triton updates its statistics just
         after it answers). Another client of the same server can keep the count from matching: give up after
         `wait_s`."""
         deadline = time.perf_counter() + wait_s
         while True:
-            now = self.snapshot(model)
-            if since is None or now is None or recorded_requests(since, now, model) >= sent \
+            now = self.snapshot(statistics_name(model, steps))
+            if since is None or now is None or all_recorded(since, now, (model, *steps), sent) \
                     or time.perf_counter() >= deadline:
                 return now
             time.sleep(0.01)
@@ -84,7 +92,7 @@ def measure_with_h2load(h2load: tool.H2Load, url: str, workload: Workload, concu
     request = wire_request(settings.protocol, url, model, workload)
     stats = Statistics(settings.protocol, url)
     try:
-        start = stats.snapshot(model)  # before the probe, which the server counts too
+        start = stats.snapshot(statistics_name(model, workload.steps))  # before the probe, which the server counts
         answer = probe(request)
         if not answer.ok:
             if answer.unreachable:
@@ -118,7 +126,7 @@ def _window(h2load: tool.H2Load, request: WireRequest, response_bytes: int, stat
         if not _all_answered(settle, request, response_bytes):
             return None
         rate = settle.requested / max(settle.seconds, 1e-6)
-    before = stats.recorded(model, start, sent)
+    before = stats.recorded(model, start, sent, workload.steps)
     if settings.duration_s is not None and rate is not None:
         n = _requests_for(rate * settings.duration_s, concurrency)
         if settings.requests:
@@ -128,7 +136,7 @@ def _window(h2load: tool.H2Load, request: WireRequest, response_bytes: int, stat
     busy0 = cpu_times()
     window = send(n, settings.duration_s or 1.0)
     busy1 = cpu_times()
-    after = stats.recorded(model, before, window.requested)
+    after = stats.recorded(model, before, window.requested, workload.steps)
     if not _all_answered(window, request, response_bytes):
         return None
     served = server_stats(before, after, model)
@@ -144,7 +152,7 @@ def _window(h2load: tool.H2Load, request: WireRequest, response_bytes: int, stat
         latency=LatencyStats.of(window.durations_us / 1e6), server=served,
         client_cpu_us_per_request=window.cpu_s / n_ok * 1e6 if n_ok else float("nan"),
         client_cpu_share=window.cpu_s / (seconds * cpus) if seconds > 0 else 0.0,
-        machine_busy=busy_fraction(busy0, busy1), generator="h2load")
+        machine_busy=busy_fraction(busy0, busy1), generator="h2load", steps=step_stats(before, after, workload.steps))
 
 
 def _requests_for(target: float, concurrency: int) -> int:

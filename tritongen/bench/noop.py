@@ -28,6 +28,8 @@ def write_noop_model(repository: Path, config: Any) -> str:
     noop.ClearField("default_model_filename")
     noop.ClearField("model_warmup")
     noop.ClearField("parameters")
+    noop.ClearField("response_cache")  # the serving path itself, not cache lookups
+    noop.ClearField("ensemble_scheduling")  # a pipeline's twin is one python model taking its raw inputs
     (repository / name / "1").mkdir(parents=True, exist_ok=True)
     (repository / name / "1" / "model.py").write_text(render("noop_model.py.j2", {"source": config.name}))
     # Protobuf's own text form: a copy of a config the server already accepted, not a new rendering.

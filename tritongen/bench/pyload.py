@@ -19,7 +19,7 @@ import numpy as np
 
 from tritongen.bench.report import LatencyStats, LoadPoint
 from tritongen.bench.settings import REQUEST_TIMEOUT_S, LoadSettings
-from tritongen.bench.stats import busy_fraction, cpu_times, recorded_requests, server_stats
+from tritongen.bench.stats import all_recorded, busy_fraction, cpu_times, server_stats, statistics_name, step_stats
 from tritongen.bench.workload import Workload
 from tritongen.errors import TritongenError
 
@@ -142,12 +142,13 @@ async def _measure(url: str, model: str, workload: Workload, concurrency: int, s
 
     tasks: list[asyncio.Task[None]] = []
     try:
-        start = await clients.statistics(model)
+        start = await clients.statistics(statistics_name(model, workload.steps))
         tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
         await asyncio.sleep(settings.settle())
         await drained("pause")
         # Once the server has recorded the settling requests too: the last answers can come before they are counted.
-        before = await _statistics_after(clients, model, start, state["settled"]) if not state["fatal"] else None
+        before = await _statistics_after(clients, model, workload.steps, start, state["settled"]) \
+            if not state["fatal"] else None
         cpu0, busy0, t0 = time.process_time(), cpu_times(), time.perf_counter()
         if state["phase"] != "stop":
             state["phase"] = "measure"
@@ -159,7 +160,7 @@ async def _measure(url: str, model: str, workload: Workload, concurrency: int, s
             await enough.wait()
         await drained("stop")
         t1, cpu1, busy1 = time.perf_counter(), time.process_time(), cpu_times()
-        after = await _statistics_after(clients, model, before, len(latencies) + len(errors)) \
+        after = await _statistics_after(clients, model, workload.steps, before, len(latencies) + len(errors)) \
             if not state["fatal"] else None
     finally:
         state["phase"] = "stop"
@@ -180,11 +181,11 @@ async def _measure(url: str, model: str, workload: Workload, concurrency: int, s
         throughput=n * workload.batch_size / seconds if seconds > 0 else 0.0, latency=LatencyStats.of(latencies),
         server=server_stats(before, after, model), client_cpu_us_per_request=cpu / n * 1e6 if n else float("nan"),
         client_cpu_share=cpu / (seconds * cpus) if seconds > 0 else 0.0, machine_busy=busy_fraction(busy0, busy1),
-        first_error=errors[0] if errors else None)
+        first_error=errors[0] if errors else None, steps=step_stats(before, after, workload.steps))
 
 
-async def _statistics_after(clients: _Clients, model: str, before: Mapping[str, Any] | None, sent: int,
-                            wait_s: float = 2.0) -> dict[str, Any] | None:
+async def _statistics_after(clients: _Clients, model: str, steps: tuple[str, ...], before: Mapping[str, Any] | None,
+                            sent: int, wait_s: float = 2.0) -> dict[str, Any] | None:
     """A snapshot once the server has recorded all `sent` requests since `before` (at either end of the window).
 
     Triton updates its statistics just after it sends a response, so the last answers can arrive before they are
@@ -192,10 +193,10 @@ async def _statistics_after(clients: _Clients, model: str, before: Mapping[str, 
     """
     deadline = time.perf_counter() + wait_s
     while True:
-        after = await clients.statistics(model)
+        after = await clients.statistics(statistics_name(model, steps))
         if before is None or after is None:
             return after
-        if recorded_requests(before, after, model) >= sent or time.perf_counter() >= deadline:
+        if all_recorded(before, after, (model, *steps), sent) or time.perf_counter() >= deadline:
             return after
         await asyncio.sleep(0.02)
 

@@ -65,6 +65,8 @@ class LoadPoint:
     machine_busy: float | None  # fraction of all CPUs busy (everything: server, client, others), from /proc/stat
     first_error: str | None = None
     generator: str = "python"  # which load generator measured it: python | h2load
+    # A pipeline's steps in the same window (each step model's statistics): where a request's time goes.
+    steps: dict[str, ServerStats] = field(default_factory=dict)
 
     @property
     def requests_per_cpu_s(self) -> float:

@@ -15,7 +15,7 @@ from tritongen.bench.load import PYTHON_GENERATOR, describe_generator, measure_p
 from tritongen.bench.noop import write_noop_model
 from tritongen.bench.report import BenchReport, Ceiling, GeneratorCheck
 from tritongen.bench.settings import DEFAULT_CONCURRENCIES, DEFAULT_WARMUP_S, LoadSettings, check_settings
-from tritongen.bench.workload import Workload, make_workload, model_spec
+from tritongen.bench.workload import Workload, make_workload, model_spec, pipeline_workload
 from tritongen.errors import TritongenError
 
 Progress = Callable[[str], None]
@@ -56,7 +56,18 @@ def bench_model(repository: str | Path | None, model: str, *, server: str = "emb
 
     workload: Workload | None = None
     ceiling_result: Ceiling | None = None
-    if local is not None:
+    pipeline = local is not None and local.config.platform == "ensemble"
+    if pipeline:
+        if lengths:
+            raise TritongenError(f"--length does not apply to pipeline '{model}': it is sent the raw inputs its build "
+                                 "saved", "leave out --length")
+        workload = pipeline_workload(model, local.path, local.config, batch_size)
+        notes.append(f"a pipeline: each request carries {batch_size} of the raw inputs its build saved (the one of "
+                     "median size); the time of each step is Triton's statistics of its model in the same window")
+        if ceiling:
+            notes.append("no ceiling: a pipeline is several models (its steps run Python code), not one ONNX file; "
+                         f"bench the network among its steps ({', '.join(workload.steps)}) alone for that")
+    elif local is not None:
         # Before any server starts: input mistakes fail fast, and the ceiling runs on an otherwise idle machine.
         workload = make_workload(model, model_spec(local.path, local.config), batch_size, lengths)
         if ceiling:
@@ -66,7 +77,14 @@ def bench_model(repository: str | Path | None, model: str, *, server: str = "emb
     with _serve(repository, model, server, generator_check, tritonserver, timeout_s, progress) as served:
         config, handle, served_by, noop = served
         if workload is None:
+            if config.platform == "ensemble":
+                raise TritongenError(f"'{model}' is a pipeline: bench needs its repository for the raw inputs to send",
+                                     "pass --repository DIR")
             workload = make_workload(model, model_spec(None, config), batch_size, lengths)
+        if config.response_cache.enable:
+            notes.append("response_cache is on for this model and every request of a run is the same: after the "
+                         "first, Triton answers from its cache, so these numbers are cache hits, not the model's "
+                         "speed (tune turns the cache off for its trials)")
         url = handle.grpc_url if settings.protocol == "grpc" else handle.http_url
         if warmup_s > 0:
             progress(f"warming up for {warmup_s:g} s at concurrency {max(concurrencies)}")

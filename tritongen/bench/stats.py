@@ -58,6 +58,24 @@ def stat_totals(snapshot: Mapping[str, Any], model: str) -> dict[str, int] | Non
     return totals if found else None
 
 
+def statistics_name(model: str, steps: tuple[str, ...]) -> str:
+    """The name to ask Triton's statistics for: the model, or "" (every model) for a pipeline, whose steps count too."""
+    return "" if steps else model
+
+
+def step_stats(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None,
+               steps: tuple[str, ...]) -> dict[str, ServerStats]:
+    """Each step model's statistics over the window (the steps the server has statistics for)."""
+    found = {step: server_stats(before, after, step) for step in steps}
+    return {step: stats for step, stats in found.items() if stats is not None}
+
+
+def all_recorded(before: Mapping[str, Any], after: Mapping[str, Any], models: tuple[str, ...], sent: int) -> bool:
+    """Whether the server recorded `sent` requests of every one of `models` between two snapshots (a pipeline's
+    steps record theirs just after the ensemble's)."""
+    return all(recorded_requests(before, after, m) >= sent for m in models)
+
+
 def recorded_requests(before: Mapping[str, Any] | None, after: Mapping[str, Any], model: str) -> int:
     """Requests of `model` the server recorded (succeeded or failed) between two snapshots."""
     a = (stat_totals(before, model) or {}) if before is not None else {}

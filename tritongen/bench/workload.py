@@ -23,6 +23,9 @@ class Workload:
     outputs: tuple[str, ...]
     batch_size: int
     lengths: dict[str, int]
+    # A pipeline's step models (its ensemble's composing models): their statistics are read with the ensemble's,
+    # for the latency split per step.
+    steps: tuple[str, ...] = ()
 
 
 def spec_from_manifest(manifest: Mapping[str, Any]) -> ModelSpec:
@@ -78,3 +81,28 @@ def make_workload(model: str, spec: ModelSpec, batch_size: int, lengths: Mapping
                              "leave out --batch-size")
     inputs = random_inputs(spec, batch_size if spec.batched else None, chosen, np.random.default_rng(seed))
     return Workload(model, inputs, tuple(t.name for t in spec.outputs), batch_size, chosen)
+
+
+def pipeline_workload(model: str, model_dir: Path, config: Any, batch_size: int) -> Workload:
+    """What every request to a pipeline (an ensemble) carries: raw inputs its build saved (strings or encoded images),
+    `batch_size` of them around the one of median size, so a run is neither the empty string nor the longest text."""
+    from tritongen.repository import load_reference, versions_of
+
+    versions = versions_of(model_dir)
+    inputs = load_reference(model_dir / str(versions[-1]))[0] if versions else {}
+    if not inputs:
+        raise TritongenError(f"pipeline '{model}' has no saved raw inputs to send", "rebuild it with `tritongen build "
+                             "--pipeline`, which saves them")
+    if batch_size < 1 or batch_size > max(1, int(config.max_batch_size)):
+        raise TritongenError(f"--batch-size {batch_size} is outside 1..{config.max_batch_size} for pipeline '{model}'",
+                             f"use --batch-size between 1 and {config.max_batch_size}")
+    name, raw = next(iter(inputs.items()))
+    sizes = [len(item) for item in raw.reshape(len(raw), -1)[:, 0]]
+    order = sorted(range(len(sizes)), key=lambda i: (sizes[i], i))
+    start = max(0, min(len(order) // 2 - batch_size // 2, len(order) - batch_size))
+    chosen = sorted(order[start:start + batch_size])
+    if len(chosen) < batch_size:  # fewer saved inputs than the batch: repeat them
+        chosen = [chosen[i % len(chosen)] for i in range(batch_size)]
+    steps = tuple(dict.fromkeys(step.model_name for step in config.ensemble_scheduling.step))
+    return Workload(model, {k: v[chosen] for k, v in inputs.items()}, tuple(o.name for o in config.output), batch_size,
+                    {}, steps)

@@ -103,6 +103,8 @@ def print_bench(report: Any, files: list[Path]) -> None:
                _n(s.compute_ms, 2) if s else "-", f"{100 * p.client_cpu_share:.0f} %"]
         table.add_row(*row, style="bold" if p is best else None)
     wide_console(out).print(table)
+    if best is not None and best.steps:
+        wide_console(out).print(_steps_table(best, report.model))
     if report.ceiling:
         c = report.ceiling
         fraction = report.fraction_of_ceiling
@@ -125,6 +127,21 @@ def print_bench(report: Any, files: list[Path]) -> None:
     for f in files[:1]:
         out.print(f"report: {f}" + (f" (+ {', '.join(x.name for x in files[1:])})" if len(files) > 1 else ""),
                   markup=False, highlight=False)
+
+
+def _steps_table(point: Any, model: str) -> Any:
+    """A pipeline's time per request, step by step, at one load level (Triton's statistics of each step model)."""
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold", caption_justify="left",
+                  caption=f"pipeline steps at concurrency {point.concurrency}: ms per request, from Triton's statistics")
+    for column in ("step", "queue", "compute", "in server", "avg batch"):
+        table.add_column(column, justify="left" if column == "step" else "right", no_wrap=True)
+    for name, s in point.steps.items():
+        table.add_row(name, _n(s.queue_ms, 2), _n(s.compute_ms, 2), _n(s.server_ms, 2), _n(s.avg_batch, 2))
+    if point.server is not None:
+        table.add_row(f"{model} (all steps)", "", "", _n(point.server.server_ms, 2), "", style="bold")
+    return table
 
 
 def wide_console(out: Console) -> Console:
