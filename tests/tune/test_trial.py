@@ -44,3 +44,26 @@ def test_a_thread_count_the_runner_picks_itself_is_the_same_config() -> None:
     assert same.same_as_default_threads(None) == same
     assert "delay 100 µs" in TrialConfig(1, 32, 100).describe()
     assert "no dynamic batching" in TrialConfig(1, 32, None).describe()
+
+
+def test_a_trial_keeps_the_overload_settings_and_runs_without_the_response_cache(configs: Path) -> None:
+    from tritongen.bench import LoadSettings, make_workload
+    from tritongen.bench.workload import model_spec
+    from tritongen.tune import ServerMeasure
+
+    config = parse_config((configs / "cnn" / "config.pbtxt").read_text())
+    config.dynamic_batching.default_queue_policy.max_queue_size = 8
+    config.dynamic_batching.priority_levels = 2
+    config.dynamic_batching.default_priority_level = 2
+    config.response_cache.enable = True
+    applied = TrialConfig(2, 16, 500).apply(config)
+    assert applied.dynamic_batching.default_queue_policy == config.dynamic_batching.default_queue_policy
+    assert applied.dynamic_batching.priority_levels == 2 and applied.response_cache.enable
+    measure = ServerMeasure("127.0.0.1:1", "127.0.0.1:1", "cnn", config,
+                            make_workload("cnn", model_spec(None, config), 1), LoadSettings(), (1,), None)
+    try:
+        trial = measure.config_for(TrialConfig(2, 16, 500))
+    finally:
+        measure.close()
+    # Every request of a trial is the same: with the cache on it would measure cache hits.
+    assert not trial.HasField("response_cache") and trial.dynamic_batching.default_queue_policy.max_queue_size == 8

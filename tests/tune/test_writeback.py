@@ -39,3 +39,23 @@ def test_a_config_that_contradicts_the_graph_is_not_written(repository: Path) ->
         write_tuned_config(repository / "cnn", TrialConfig(1, 32, 100, (64,)))
     assert path.read_text() == original
     assert sorted(p.name for p in (repository / "cnn").iterdir()) == ["1", "config.pbtxt"]
+
+
+def test_write_back_keeps_the_overload_settings_and_the_response_cache(repository: Path) -> None:
+    from google.protobuf import text_format
+
+    path = repository / "cnn" / "config.pbtxt"
+    config = parse_config(path.read_text())
+    policy = config.dynamic_batching.default_queue_policy
+    policy.max_queue_size, policy.default_timeout_microseconds = 8, 200_000
+    config.dynamic_batching.priority_levels = config.dynamic_batching.default_priority_level = 2
+    config.response_cache.enable = True
+    path.write_text(text_format.MessageToString(config))
+    write_tuned_config(repository / "cnn", TrialConfig(2, 32, 500))
+    text = path.read_text()
+    written = parse_config(text)
+    assert written.dynamic_batching.default_queue_policy == policy and written.response_cache.enable
+    assert written.dynamic_batching.priority_levels == 2 and TrialConfig.of(written) == TrialConfig(2, 32, 500)
+    # Rendered through build's template, with its comments, not protobuf's bare text.
+    assert "# Overload protection" in text and "# Requests may carry a priority" in text
+    assert "# Identical requests are answered from Triton's response cache" in text

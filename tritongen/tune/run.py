@@ -1,9 +1,8 @@
 """`tune_model`: the search on a real server, the confirmation of its winner, and the write-back.
 
 Each trial reloads the model in place with a config override (explicit model control), so the server is started
-once. The winner is measured again in alternation with the starting config (medians of three rounds each, in the
-order start-best, best-start, start-best so that drift favours neither) before anything is written, so noise alone
-cannot rewrite a config.
+once. The winner is measured again in alternation with the starting config before anything is written (`confirm.py`),
+so noise alone cannot rewrite a config.
 """
 
 from __future__ import annotations
@@ -19,7 +18,8 @@ from typing import Any
 from tritongen import defaults
 from tritongen.bench import LoadPoint, LoadSettings, Workload, check_settings, json_safe, make_workload, measure_point
 from tritongen.errors import TritongenError
-from tritongen.tune.search import MIN_GAIN, Trial, Trials, better, combined, search, search_axes
+from tritongen.tune.confirm import CONFIRM_ROUNDS, confirm
+from tritongen.tune.search import Trial, Trials, search, search_axes
 from tritongen.tune.trial import TrialConfig
 from tritongen.tune.writeback import validate_written, write_tuned_config
 
@@ -27,8 +27,6 @@ DEFAULT_CONCURRENCIES = defaults.TUNE_CONCURRENCIES
 DEFAULT_DURATION_S = defaults.TUNE_DURATION_S
 DEFAULT_MAX_TRIALS = defaults.TUNE_MAX_TRIALS
 DEFAULT_TIME_LIMIT_S = defaults.TUNE_TIME_LIMIT_S
-# The winner and the start are measured again alternately this many times each before anything is written.
-CONFIRM_ROUNDS = 3
 Progress = Callable[[str], None]
 
 
@@ -91,7 +89,7 @@ class ServerMeasure:
         from google.protobuf import json_format
         from tritonclient.utils import InferenceServerException
 
-        config = cfg.apply(self.base)
+        config = self.config_for(cfg)
         try:
             self.control.load_model(self.model, config=json_format.MessageToJson(config))
         except InferenceServerException as exc:
@@ -104,6 +102,13 @@ class ServerMeasure:
                                  "this setting is skipped") from exc
         if not self.control.is_model_ready(self.model):
             raise TritongenError(f"'{self.model}' is not ready after loading {cfg.describe()}", "see the server log")
+
+    def config_for(self, cfg: TrialConfig) -> Any:
+        """The config a trial loads: the served one with `cfg`'s settings, and no response cache (every request of a
+        trial is the same: with the cache on, a trial would measure cache hits, not the setting)."""
+        config = cfg.apply(self.base)
+        config.ClearField("response_cache")
+        return config
 
     def measure(self) -> tuple[LoadPoint, ...]:
         # A short burst first: the reloaded instances allocate their buffers on the first real batches.
@@ -164,17 +169,14 @@ def tune_model(repository: str | Path, model: str, *, server: str = "embedded", 
             start_thr, best_thr = start_trial.throughput, best_trial.throughput
             if best_trial is not start_trial:
                 # Alternating, same conditions: the gain that decides whether to write is this one.
-                again: dict[str, list[Trial]] = {"confirm-start": [], "confirm-best": []}
-                pair = [("confirm-start", start), ("confirm-best", best_cfg)]
-                for round_ in range(CONFIRM_ROUNDS):
-                    for role, cfg in pair if round_ % 2 == 0 else pair[::-1]:
-                        again[role].append(trials.evaluate(cfg, role))
-                again_start, again_best = combined(again["confirm-start"]), combined(again["confirm-best"])
-                improved = better(again_best, again_start)
-                start_thr, best_thr = again_start.throughput, again_best.throughput
-                if not improved:
-                    notes.append(f"the best trial ({best_cfg.describe()}) did not beat the starting config by more "
-                                 f"than {MIN_GAIN:.0%} when measured again alternately with it: the config is left as it is")
+                verdict = confirm(trials, start, best_cfg)
+                improved = verdict.improved
+                start_thr, best_thr = verdict.start.throughput, verdict.best.throughput
+                if verdict.note:
+                    notes.append(verdict.note)
+            if base.response_cache.enable:
+                notes.append("response_cache is on: the trials ran with it off (every request of a trial is the "
+                             "same, so they would have measured cache hits); the written config keeps it")
             if latency_budget_ms is None:
                 notes.append("no --latency-budget-ms: throughput was maximised whatever the latency")
             if not start_trial.feasible and start_trial.error is None:

@@ -54,7 +54,7 @@ def _config_text(model_dir: Path, expected: Any) -> str:
     """The template's rendering when it reproduces `expected` exactly (comments and layout of `build`), else protobuf's."""
     from google.protobuf import text_format
 
-    from tritongen.config import KINDS, ModelConfig, parse_config, render_config
+    from tritongen.config import KINDS, ModelConfig, QueuePolicy, parse_config, render_config
     from tritongen.repository import read_manifest, versions_of
 
     with contextlib.suppress(TritongenError, KeyError, ValueError, TypeError, IndexError):
@@ -66,12 +66,18 @@ def _config_text(model_dir: Path, expected: Any) -> str:
 
         kind_name = model_config_pb2.ModelInstanceGroup.Kind.Name(expected.instance_group[0].kind)
         batching = expected.dynamic_batching
+        policy = batching.default_queue_policy
         intent = ModelConfig(
             name=expected.name, spec=spec, format=str(manifest.get("format", "onnx")),
             instance_count=sum(max(1, g.count) for g in expected.instance_group), kind=kinds[kind_name],
             max_queue_delay_us=int(batching.max_queue_delay_microseconds),
             preferred_batch_sizes=tuple(batching.preferred_batch_size), warmup=bool(expected.model_warmup),
             parameters={k: v.string_value for k, v in expected.parameters.items()},
+            queue=QueuePolicy(max_queue_size=int(policy.max_queue_size), timeout_us=int(policy.default_timeout_microseconds),
+                              timeout_action=model_config_pb2.ModelQueuePolicy.TimeoutAction.Name(
+                                  policy.timeout_action).lower(),
+                              allow_timeout_override=bool(policy.allow_timeout_override)),
+            priority_levels=int(batching.priority_levels), response_cache=bool(expected.response_cache.enable),
             source=Path(str((manifest.get("checkpoint") or {}).get("path", "a PyTorch checkpoint"))).name)
         rendered = render_config(intent)
         if parse_config(rendered) == expected:
