@@ -133,3 +133,19 @@ def test_names_and_parameters_are_escaped_everywhere_they_enter_the_config():
     (gpu,) = proto.optimization.execution_accelerators.gpu_execution_accelerator
     assert gpu.parameters["trt_engine_cache_path"] == f"/models/{INJECTED}"
     assert list(proto.model_warmup[0].inputs) == ['to"k\nens']
+
+
+def test_a_queue_policy_is_written_only_when_it_bounds_something_and_brings_a_second_instance():
+    from tritongen.config import QueuePolicy, batches_prefetched, instances_for
+
+    assert not QueuePolicy().active and not QueuePolicy(timeout_action="delay").active
+    assert all(QueuePolicy(**{k: v}).active for k, v in
+               (("max_queue_size", 8), ("timeout_us", 1000), ("allow_timeout_override", True)))
+    assert batches_prefetched(QueuePolicy(), 0)
+    assert not batches_prefetched(QueuePolicy(max_queue_size=8), 0) and not batches_prefetched(QueuePolicy(), 2)
+    assert instances_for(None, QueuePolicy(), 0) == (1, None)
+    count, note = instances_for(None, QueuePolicy(max_queue_size=8), 0)
+    assert count == 2 and note is not None and "pass --instances 1 to keep one" in note and "500 ms" in note
+    count, note = instances_for(1, QueuePolicy(), 3)  # asked for: kept, with the warning
+    assert count == 1 and note is not None and "use --instances 2 or more" in note
+    assert instances_for(3, QueuePolicy(max_queue_size=8), 0) == (3, None)

@@ -61,13 +61,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 
 def test_generated_queue_policy_parses_and_explains_its_defaults():
-    text = slow_config("m", QueuePolicy(max_queue_size=QUEUE, timeout_us=5000))
+    text = slow_config("m", QueuePolicy(max_queue_size=QUEUE, timeout_us=5000, allow_timeout_override=True))
     policy = parse_config(text).dynamic_batching.default_queue_policy
     assert (policy.max_queue_size, policy.default_timeout_microseconds, policy.allow_timeout_override) == (QUEUE, 5000, True)
-    assert "HTTP 503 / gRPC UNAVAILABLE" in text and "No limit is set here" not in text
+    assert "HTTP 503 / gRPC UNAVAILABLE" in text and "The cost of a queue policy" in text
     default = slow_config("m", QueuePolicy())
-    assert "No limit is set here" in default and "--max-queue-size" in default
-    assert parse_config(default).dynamic_batching.default_queue_policy.max_queue_size == 0
+    # Triton's defaults are no policy at all: with one, the batcher stops preparing batches ahead.
+    assert "No queue policy" in default and "--max-queue-size" in default
+    assert not parse_config(default).dynamic_batching.HasField("default_queue_policy")
 
 
 def load(handle: object, model: str, concurrency: int) -> dict[str, object]:

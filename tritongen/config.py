@@ -32,14 +32,50 @@ class ExecutionAccelerator:
 class QueuePolicy:
     """The dynamic batcher's `default_queue_policy`: how many requests may wait, for how long, and what happens then.
 
-    The defaults bound nothing (0: no limit, no timeout) but let each client set its own deadline: a request that
-    waited longer than its timeout is refused (REJECT) instead of being run for nobody.
+    The defaults are Triton's own (no limit, no timeout, no per-request deadline), and a config with them has no queue
+    policy at all: any policy costs throughput (see `batches_prefetched`).
     """
 
     max_queue_size: int = defaults.MAX_QUEUE_SIZE  # 0: unbounded; above it requests are refused at once
     timeout_us: int = defaults.QUEUE_TIMEOUT_US  # 0: requests wait as long as it takes
     timeout_action: str = "reject"  # reject | delay (run it anyway, after the others)
-    allow_timeout_override: bool = True  # clients may set a shorter timeout per request
+    allow_timeout_override: bool = False  # clients may set a shorter timeout per request
+
+    @property
+    def active(self) -> bool:
+        """Whether the policy bounds anything (only then is it written; a timeout action alone bounds nothing)."""
+        return bool(self.max_queue_size or self.timeout_us or self.allow_timeout_override)
+
+
+# With a queue policy or priority levels, the next instances default to this many (see `batches_prefetched`).
+QUEUE_POLICY_INSTANCES = 2
+QUEUE_POLICY_COST = ("Triton's dynamic batcher stops preparing the next batch while one runs and waits for an idle "
+                     "instance instead, and Triton 2.51 can miss that wake-up for up to 500 ms "
+                     "(benchmarks/queue_policy_cost.py, small CNN: with one instance 4,072 inf/s became 182 at "
+                     "concurrency 16 and the p99 went from 7.6 ms to 505 ms; with two, throughput stays within 0.8x "
+                     "to 1.0x but a request still waits up to 500 ms now and then)")
+
+
+def batches_prefetched(queue: QueuePolicy, priority_levels: int) -> bool:
+    """Whether Triton's dynamic batcher prepares the next batch while one runs (Triton core, PriorityQueue:
+    `support_prefetching_`). Any queue policy (a size limit, a timeout, per-request timeouts) or priority levels turn
+    it off; the cost is `QUEUE_POLICY_COST`."""
+    return not queue.active and priority_levels == 0
+
+
+def instances_for(requested: int | None, queue: QueuePolicy, priority_levels: int) -> tuple[int, str | None]:
+    """The instance count a build writes (the one asked for, else the default) and what the user should know."""
+    prefetched = batches_prefetched(queue, priority_levels)
+    if requested is None:
+        if prefetched:
+            return defaults.INSTANCES, None
+        return QUEUE_POLICY_INSTANCES, (f"{QUEUE_POLICY_INSTANCES} instances (not {defaults.INSTANCES}): with a queue "
+                                        f"policy or priority levels, {QUEUE_POLICY_COST}; pass --instances 1 to keep "
+                                        "one (it also holds the model once in memory)")
+    if requested == 1 and not prefetched:
+        return requested, (f"--instances 1 with a queue policy or priority levels: {QUEUE_POLICY_COST}; use "
+                           f"--instances {QUEUE_POLICY_INSTANCES} or more")
+    return requested, None
 
 
 @dataclass(frozen=True)
@@ -159,6 +195,7 @@ def render_config(cfg: ModelConfig) -> str:
         "cpu_accelerators": [a for a in cfg.accelerators if a.device == "cpu"],
         "queue": cfg.queue,
         "timeout_action": TIMEOUT_ACTIONS[cfg.queue.timeout_action],
+        "queue_policy_instances": QUEUE_POLICY_INSTANCES,
         "priority_levels": cfg.priority_levels,
         "response_cache": cfg.response_cache,
     }

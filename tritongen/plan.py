@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tritongen import defaults, formats
-from tritongen.config import ModelConfig, QueuePolicy, check_intent, check_model_name, model_name_from_path
+from tritongen.config import ModelConfig, QueuePolicy, check_intent, check_model_name, instances_for, model_name_from_path
 from tritongen.errors import TritongenError
 from tritongen.formats.tensorrt.builder import TensorRTOptions
 from tritongen.formats.tensorrt.profiles import DynamicRange, parse_dynamic_ranges
@@ -45,7 +45,7 @@ class BuildOptions:
     imports: tuple[str, ...] = ()  # modules imported before loading (the user's pytree types)
     example_inputs: Path | None = None  # an .npz (or a folder of them) with real inputs
     max_batch_size: int = defaults.MAX_BATCH_SIZE
-    instances: int = defaults.INSTANCES
+    instances: int | None = None  # None: 1, or 2 with a queue policy (`config.instances_for`)
     kind: str = "auto"
     max_queue_delay_us: int = defaults.MAX_QUEUE_DELAY_US
     preferred_batch_sizes: tuple[int, ...] = ()
@@ -180,7 +180,10 @@ def plan_build(options: BuildOptions) -> BuildPlan:
 
         npz_files(examples, "--example-inputs")
     precision, accelerators = _precision_and_accelerators(options, [f.name for f in fmts], name, notes, examples)
-    config = ConfigOptions(options.instances, options.kind, options.max_queue_delay_us,
+    instances, instances_note = instances_for(options.instances, options.queue, options.priority_levels)
+    if instances_note:
+        notes.append(instances_note)
+    config = ConfigOptions(instances, options.kind, options.max_queue_delay_us,
                            tuple(options.preferred_batch_sizes), options.ort_engine_cache, options.queue,
                            options.priority_levels, options.response_cache)
     # Intent errors (batch sizes, kind) and the sizes of the example inputs come before the slow steps.

@@ -22,7 +22,7 @@ def test_queue_policy_priorities_and_cache_reach_the_config(cli, cnn_checkpoint,
     repository = tmp_path / "model_repository"
     result = cli("build", cnn_checkpoint, *CNN_ARGS, "--repository", repository, "--format", "python",
                  "--max-queue-size", "8", "--queue-timeout-us", "50000", "--timeout-action", "delay",
-                 "--priority-levels", "2", "--response-cache")
+                 "--priority-levels", "2", "--response-cache", "--allow-timeout-override")
     assert result.exit_code == 0, result.stderr
     config = read_config(repository / "cnn" / "config.pbtxt")
     batching = config.dynamic_batching
@@ -31,3 +31,5 @@ def test_queue_policy_priorities_and_cache_reach_the_config(cli, cnn_checkpoint,
     assert policy.timeout_action == policy.DELAY
     assert (batching.priority_levels, batching.default_priority_level) == (2, 2)
     assert config.response_cache.enable
+    # No --instances: two, since with a queue policy one instance stalls Triton's batcher; the build says so.
+    assert config.instance_group[0].count == 2 and "2 instances (not 1)" in result.stderr

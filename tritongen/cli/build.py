@@ -69,7 +69,7 @@ HF_TASKS = tuple(TASKS)
               show_default=True, help="Formats to write; the first gets NAME, others NAME_<format>.")
 @click.option("--max-batch-size", type=click.IntRange(min=0), default=defaults.MAX_BATCH_SIZE, show_default=True,
               help="Largest batch Triton forms; 0 means the model does not batch.")
-@click.option("--instances", type=click.IntRange(min=1), default=defaults.INSTANCES, show_default=True,
+@click.option("--instances", type=click.IntRange(min=1), default=None, show_default="1; 2 with a queue policy",
               help="Model instances.")
 @click.option("--kind", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True,
               help="Instance kind (auto: GPU where the server has one).")
@@ -83,6 +83,8 @@ HF_TASKS = tuple(TASKS)
               help="How long a request may wait in the queue before --timeout-action (0: no limit).")
 @click.option("--timeout-action", type=click.Choice(["reject", "delay"]), default="reject", show_default=True,
               help="What happens to a request that waited past its timeout: refused, or run after the others.")
+@click.option("--allow-timeout-override", is_flag=True,
+              help="Clients may give a request its own queue deadline (the `timeout` request parameter).")
 @click.option("--priority-levels", type=click.IntRange(min=0), default=0, show_default=True,
               help="Request priorities 1 (first) .. N; requests without one get N. 0: one queue.")
 @click.option("--response-cache", is_flag=True,
@@ -288,7 +290,8 @@ def options_from_params(params: dict, command: str | None) -> BuildOptions:
         pythonpath=p["pythonpath"], trust_checkpoint=p["trust_checkpoint"], task=p["task"], imports=p["imports"],
         example_inputs=p["example_inputs"], max_batch_size=p["max_batch_size"], instances=p["instances"],
         kind=p["kind"], max_queue_delay_us=p["max_queue_delay_us"], preferred_batch_sizes=p["preferred"],
-        queue=QueuePolicy(p["max_queue_size"], p["queue_timeout_us"], p["timeout_action"]),
+        queue=QueuePolicy(p["max_queue_size"], p["queue_timeout_us"], p["timeout_action"],
+                          p["allow_timeout_override"]),
         priority_levels=p["priority_levels"], response_cache=p["response_cache"], formats=p["formats"],
         opset=p["opset"], simplify=not p["no_simplify"], atol=p["atol"], rtol=p["rtol"],
         precision=precision_options, ort_accelerators=p["ort_accelerators"], ort_engine_cache=p["ort_engine_cache"],
