@@ -75,6 +75,14 @@ class VersionJob:
     step: Step
     note: Note
 
+    def checked_pipeline(self, part: str) -> Any:
+        """The pipeline check the export step made, which a pipeline's parts are written from (`part`: which one)."""
+        check = self.exported.pipeline
+        if check is None:
+            raise TritongenError(f"internal error: the {part} of '{self.model}' has no checked pipeline",
+                                 "please report this with the command line")
+        return check
+
 
 @dataclass(frozen=True)
 class WrittenVersion:

@@ -26,10 +26,7 @@ class EnsembleFormat(Format):
     def write_version(self, job: VersionJob) -> WrittenVersion:
         from tritongen.pipeline.config import ensemble_config_text
 
-        check = job.exported.pipeline
-        if check is None:
-            raise TritongenError(f"internal error: the ensemble '{job.model}' has no checked pipeline",
-                                 "please report this with the command line")
+        check = job.checked_pipeline("ensemble")
         design = check.design
         return WrittenVersion(design.spec, check.report, manifest={"pipeline": {**design.to_dict(), "role": "ensemble"}},
                               facts=design, config_text=ensemble_config_text(design),

@@ -47,10 +47,7 @@ class StepFormat(Format):
         from tritongen.pipeline.config import step_config_text
         from tritongen.pipeline.requirements import python_requirements
 
-        check = job.exported.pipeline
-        if check is None:
-            raise TritongenError(f"internal error: the {self.role} step of '{job.model}' has no checked pipeline",
-                                 "please report this with the command line")
+        check = job.checked_pipeline(f"{self.role} step")
         design = check.design
         step = design.preprocess if self.role == "preprocess" else design.postprocess
         for path in sorted(check.folders[self.role].iterdir()):
