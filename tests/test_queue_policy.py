@@ -1,9 +1,9 @@
 """Overload protection as generated: the dynamic batcher's queue policy in the config tritongen renders, proven on the
 embedded tritonserver driven far above its capacity.
 
-The model sleeps 50 ms per execution of at most 4 items (capacity: at most 80 requests/s) so that the load, not this
-machine's CPUs, sets the pace; a client whose request was refused tries again after half a second, as a client told
-"unavailable" does. Timings on this shared 2-CPU machine are noisy: the assertions are ratios with wide margins and
+The model sleeps 50 ms per execution of at most 4 items, in 2 instances (capacity: at most 160 requests/s) so that
+the load, not this machine's CPUs, sets the pace; a client whose request was refused tries again after half a second,
+as a client told "unavailable" does. Timings on this shared 2-CPU machine are noisy: the assertions are ratios with wide margins and
 the lower bound that the model's capacity sets. With `max_queue_size`, requests beyond the queue are refused at once
 with the status a client can act on (HTTP 503, gRPC UNAVAILABLE) and the accepted ones keep a bounded latency;
 without it, every request is accepted and latency grows with the load.
@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 SLEEP_S = 0.05
 MAX_BATCH = 4
+INSTANCES = 2
 QUEUE = 8
 SECONDS = 4.0
 BACKOFF_S = 0.5
@@ -43,8 +44,10 @@ class TritonPythonModel:
 def slow_config(name: str, queue: QueuePolicy) -> str:
     spec = ModelSpec(inputs=(parse_input_spec("x:4:fp32"),), outputs=(parse_input_spec("y:4:fp32"),),
                      max_batch_size=MAX_BATCH)
+    # Two instances for both: what build writes with a queue policy (one would stall Triton's batcher, see
+    # tritongen.config.batches_prefetched), and the same capacity with and without it.
     return render_config(ModelConfig(name, spec, format="python", kind="cpu", max_queue_delay_us=0, warmup=False,
-                                     queue=queue, source="tests/test_queue_policy.py"))
+                                     instance_count=INSTANCES, queue=queue, source="tests/test_queue_policy.py"))
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +108,7 @@ def test_queue_policy_refuses_excess_fast_and_bounds_the_latency_of_accepted_req
     # Without a queue limit nothing is refused, and latency grows with the load (closed loop: concurrency/capacity).
     assert not unbounded["refused"] and not results[("unbounded", 64)]["refused"]
     assert unbounded["accepted_p99_s"] > 2.5 * results[("unbounded", 64)]["accepted_p99_s"]
-    assert unbounded["accepted_p99_s"] > 256 / (MAX_BATCH / SLEEP_S) * 0.8  # the 256th waits for 255 at <= 80/s
+    assert unbounded["accepted_p99_s"] > 256 / (INSTANCES * MAX_BATCH / SLEEP_S) * 0.8  # the 256th waits for 255 at <= 160/s
     # With it, the excess is refused with a status a client can act on ...
     refused = bounded["refused"]
     assert len(refused) > bounded["accepted"]
