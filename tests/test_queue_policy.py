@@ -3,10 +3,10 @@ embedded tritonserver driven far above its capacity.
 
 The model sleeps 50 ms per execution of at most 4 items, in 2 instances (capacity: at most 160 requests/s) so that
 the load, not this machine's CPUs, sets the pace; a client whose request was refused tries again after half a second,
-as a client told "unavailable" does. Timings on this shared 2-CPU machine are noisy: the assertions are ratios with wide margins and
-the lower bound that the model's capacity sets. With `max_queue_size`, requests beyond the queue are refused at once
-with the status a client can act on (HTTP 503, gRPC UNAVAILABLE) and the accepted ones keep a bounded latency;
-without it, every request is accepted and latency grows with the load.
+as a client told "unavailable" does. Timings on this shared 2-CPU machine are noisy: the assertions are ratios with
+wide margins and the lower bound that the model's capacity sets. With `max_queue_size`, requests beyond the queue are
+refused at once with the status a client can act on (HTTP 503, gRPC UNAVAILABLE) and the accepted ones keep a bounded
+latency; without it, every request is accepted and latency grows with the load.
 """
 
 from __future__ import annotations
