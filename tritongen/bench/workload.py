@@ -86,9 +86,10 @@ def make_workload(model: str, spec: ModelSpec, batch_size: int, lengths: Mapping
 def pipeline_workload(model: str, model_dir: Path, config: Any, batch_size: int) -> Workload:
     """What every request to a pipeline (an ensemble) carries: raw inputs its build saved (strings or encoded images),
     `batch_size` of them around the one of median size, so a run is neither the empty string nor the longest text."""
-    from tritongen.repository import load_reference, versions_of
+    from tritongen.repository import load_reference
+    from tritongen.server.checks import served_versions
 
-    versions = versions_of(model_dir)
+    versions = served_versions(model_dir, config)  # the version its policy serves, as the server picks it
     inputs = load_reference(model_dir / str(versions[-1]))[0] if versions else {}
     if not inputs:
         raise TritongenError(f"pipeline '{model}' has no saved raw inputs to send", "rebuild it with `tritongen build "
@@ -96,7 +97,7 @@ def pipeline_workload(model: str, model_dir: Path, config: Any, batch_size: int)
     if batch_size < 1 or batch_size > max(1, int(config.max_batch_size)):
         raise TritongenError(f"--batch-size {batch_size} is outside 1..{config.max_batch_size} for pipeline '{model}'",
                              f"use --batch-size between 1 and {config.max_batch_size}")
-    name, raw = next(iter(inputs.items()))
+    raw = next(iter(inputs.values()))
     sizes = [len(item) for item in raw.reshape(len(raw), -1)[:, 0]]
     order = sorted(range(len(sizes)), key=lambda i: (sizes[i], i))
     start = max(0, min(len(order) // 2 - batch_size // 2, len(order) - batch_size))
